@@ -1,0 +1,51 @@
+# paygw: PGXS build.  `make && make install`, `make test` (whole suite,
+# own cluster and emulator), `make demo`.
+
+EXTENSION = paygw
+MODULE_big = paygw
+DATA = sql/paygw--0.1.sql
+PGFILEDESC = "paygw - signed payment-gateway status checks"
+
+OBJS = \
+	src/paygw.o \
+	src/errors.o \
+	src/guc.o \
+	src/status.o \
+	src/json.o \
+	src/credentials.o \
+	src/call.o \
+	src/sqlfuncs.o \
+	src/http/http.o \
+	src/crypto/digest.o \
+	src/crypto/encode.o \
+	src/crypto/rsa.o \
+	src/providers/common.o \
+	src/providers/okepay.o \
+	src/providers/obmenka.o \
+	src/providers/alikassa.o \
+	src/providers/morune.o
+
+REGRESS = setup signing credentials status errors privileges
+REGRESS_OPTS = --load-extension=paygw
+
+PKG_CONFIG ?= pkg-config
+# The server headers are included as system headers, so -Wextra reports
+# only paygw's own code (PostgreSQL's inline functions trip
+# -Wunused-parameter).
+PG_CPPFLAGS = -I$(srcdir)/src -isystem $(shell $(PG_CONFIG) --includedir-server) \
+	$(shell $(PKG_CONFIG) --cflags libcurl openssl)
+PG_CFLAGS = -Wall -Wextra
+SHLIB_LINK = $(shell $(PKG_CONFIG) --libs libcurl openssl)
+
+EXTRA_CLEAN = results regression.diffs regression.out
+
+PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: test demo
+test:
+	bash test/run-tests.sh
+
+demo:
+	bash test/demo.sh

@@ -1,0 +1,74 @@
+/*-------------------------------------------------------------------------
+ *
+ * call.c
+ *		Preparing (validating, resolving the account, building and signing)
+ *		and interpreting one status call.
+ *
+ * Everything is palloc'd in CurrentMemoryContext, which the caller deletes
+ * when the call is over; the account's secrets are wiped then.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "mb/pg_wchar.h"
+
+#include "call.h"
+#include "credentials.h"
+
+/*
+ * Check the arguments, find the account and build the signed request.
+ * NULL provider or id are reported as errors, not as NULL results.
+ */
+bool
+paygw_call_prepare(PaygwCall *call, const char *provider, const char *id,
+				   const char *account, PaygwLookup lookup, PaygwError *err)
+{
+	char	   *wire_id;
+
+	memset(call, 0, sizeof(PaygwCall));
+	if (provider == NULL)
+		return paygw_set_error(err, PAYGW_ERR_UNKNOWN_PROVIDER, "provider must not be null");
+	call->provider = paygw_provider_find(provider);
+	if (call->provider == NULL)
+	{
+		paygw_set_error(err, PAYGW_ERR_UNKNOWN_PROVIDER, "unknown payment provider \"%s\"", provider);
+		paygw_error_hint(err, "Supported providers: %s.", paygw_provider_names());
+		return false;
+	}
+	if (id == NULL)
+		return paygw_set_error(err, PAYGW_ERR_INVALID_ID, "%s id must not be null",
+							   call->provider->name);
+	call->lookup = lookup;
+	call->id = pstrdup(id);
+	if (!call->provider->check_id(lookup, id, err))
+		return false;
+
+	call->account = paygw_account_fetch(call->provider, account, err);
+	if (call->account == NULL)
+		return false;
+
+	/* gateways speak UTF-8 whatever the database encoding */
+	wire_id = pg_server_to_any(id, strlen(id), PG_UTF8);
+	call->request.label = call->provider->name;
+	return call->provider->build_request(call->account, lookup, wire_id,
+										 &call->request, err);
+}
+
+/*
+ * Turn the transfer's outcome into a result (true) or an error (false).
+ */
+bool
+paygw_call_interpret(PaygwCall *call, PaygwHttpResponse *resp,
+					 PaygwStatusResult *result, PaygwError *err)
+{
+	memset(result, 0, sizeof(PaygwStatusResult));
+	result->amount_isnull = true;
+	if (!resp->ok)
+	{
+		*err = resp->err;
+		return false;
+	}
+	return call->provider->parse_reply(call->account, call->lookup, call->id,
+									   resp, result, err);
+}

@@ -1,0 +1,62 @@
+/*-------------------------------------------------------------------------
+ *
+ * compat.h
+ *		Every difference between the PostgreSQL major versions paygw builds
+ *		against lives here, and nowhere else.
+ *
+ * paygw is developed against PostgreSQL 15.  Later majors changed a few
+ * signatures we use; each is wrapped below so the rest of the code calls one
+ * spelling.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PAYGW_COMPAT_H
+#define PAYGW_COMPAT_H
+
+#include "postgres.h"
+
+#include "common/base64.h"
+#include "common/jsonapi.h"
+
+#if PG_VERSION_NUM < 150000
+#error "paygw requires PostgreSQL 15 or later"
+#endif
+
+/* pg_b64_encode/decode take uint8 buffers from PostgreSQL 18 on */
+#if PG_VERSION_NUM >= 180000
+#define paygw_b64_encode(src, len, dst, dstlen) \
+	pg_b64_encode((const uint8 *) (src), (len), (dst), (dstlen))
+#define paygw_b64_decode(src, len, dst, dstlen) \
+	pg_b64_decode((src), (len), (uint8 *) (dst), (dstlen))
+#else
+#define paygw_b64_encode(src, len, dst, dstlen) \
+	pg_b64_encode((const char *) (src), (len), (dst), (dstlen))
+#define paygw_b64_decode(src, len, dst, dstlen) \
+	pg_b64_decode((src), (len), (char *) (dst), (dstlen))
+#endif
+
+/*
+ * Validate a JSON document without building anything.  Returns the parser's
+ * error code; never throws for malformed input.  (PostgreSQL 17 changed the
+ * lexer constructor to fill a caller-supplied struct.)
+ */
+static inline JsonParseErrorType
+paygw_json_validate(char *json, int len, int encoding)
+{
+#if PG_VERSION_NUM >= 170000
+	JsonLexContext lex;
+	JsonParseErrorType result;
+
+	makeJsonLexContextCstringLen(&lex, json, len, encoding, true);
+	result = pg_parse_json(&lex, &nullSemAction);
+	freeJsonLexContext(&lex);
+	return result;
+#else
+	JsonLexContext *lex;
+
+	lex = makeJsonLexContextCstringLen(json, len, encoding, true);
+	return pg_parse_json(lex, &nullSemAction);
+#endif
+}
+
+#endif							/* PAYGW_COMPAT_H */

@@ -1,0 +1,372 @@
+/*-------------------------------------------------------------------------
+ *
+ * credentials.c
+ *		Reading accounts from paygw.credentials, and the checks a row must
+ *		pass when it is written.
+ *
+ * Secrets are copied out of SPI's tuples into the caller's memory context,
+ * the SPI copies are overwritten, and a reset callback on the caller's
+ * context overwrites ours when the call is over (normally or by error).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "credentials.h"
+#include "crypto/crypto.h"
+
+#define CREDENTIAL_COLUMNS \
+	"name, provider, merchant_id, secret, secret_password, base_url, options"
+
+static SPIPlanPtr plan_by_name = NULL;
+static SPIPlanPtr plan_by_provider = NULL;
+
+typedef struct AccountWipe
+{
+	MemoryContextCallback cb;
+	PaygwAccount *account;
+} AccountWipe;
+
+static void
+wipe_account(void *arg)
+{
+	PaygwAccount *account = ((AccountWipe *) arg)->account;
+
+	paygw_wipe_string(account->secret);
+	paygw_wipe_string(account->secret_password);
+}
+
+/*
+ * Overwrite the account's secrets when CurrentMemoryContext (which must hold
+ * the account) is reset or deleted.
+ */
+void
+paygw_account_wipe_on_reset(PaygwAccount *account)
+{
+	AccountWipe *w = palloc(sizeof(AccountWipe));
+
+	w->account = account;
+	w->cb.func = wipe_account;
+	w->cb.arg = w;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &w->cb);
+}
+
+/*
+ * Copy a text column into cxt.  With wipe, the SPI-side bytes (and any
+ * detoasted copy) are overwritten afterwards.  NULL for SQL NULL.
+ */
+static char *
+copy_text(HeapTuple tuple, TupleDesc desc, int col, MemoryContext cxt, bool wipe)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tuple, desc, col, &isnull);
+	text	   *t;
+	size_t		len;
+	char	   *s;
+
+	if (isnull)
+		return NULL;
+	t = DatumGetTextPP(d);
+	len = VARSIZE_ANY_EXHDR(t);
+	s = MemoryContextAlloc(cxt, len + 1);
+	memcpy(s, VARDATA_ANY(t), len);
+	s[len] = '\0';
+	if (wipe)
+	{
+		paygw_wipe(VARDATA_ANY(t), len);
+		if ((Pointer) t != DatumGetPointer(d))
+			paygw_wipe(VARDATA_ANY(DatumGetPointer(d)), VARSIZE_ANY_EXHDR(DatumGetPointer(d)));
+	}
+	return s;
+}
+
+static SPIPlanPtr
+prepare_once(SPIPlanPtr *plan, const char *sql)
+{
+	if (*plan == NULL)
+	{
+		Oid			argtypes[1] = {TEXTOID};
+		SPIPlanPtr	p = SPI_prepare(sql, 1, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*plan = p;
+	}
+	return *plan;
+}
+
+/*
+ * Fill in what is derived from the row: the effective base URL (the
+ * provider's production address when NULL) and the options.  Checks the
+ * options against the provider's list.
+ */
+bool
+paygw_account_complete(PaygwAccount *account, Jsonb *options, PaygwError *err)
+{
+	const PaygwProvider *prov = account->provider;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (!paygw_parse_base_url(account->base_url ? account->base_url : prov->default_base_url,
+							  &account->base_url, err))
+		return false;
+
+	account->digest = "sha1";
+	if (options == NULL)
+		return true;
+	if (!JB_ROOT_IS_OBJECT(options))
+		return paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL,
+							   "credential options must be a JSON object");
+
+	it = JsonbIteratorInit(&options->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *key;
+		bool		known = false;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(v.val.string.val, v.val.string.len);
+		for (const char *const *k = prov->option_keys; *k; k++)
+			known |= strcmp(*k, key) == 0;
+		if (!known)
+		{
+			paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL,
+							"unknown %s credential option \"%s\"", prov->name, key);
+			paygw_error_hint(err, "%s", prov->option_keys[0]
+							 ? "The only option is \"digest\"."
+							 : "This provider takes no options; use '{}'.");
+			return false;
+		}
+		tok = JsonbIteratorNext(&it, &v, true);
+		if (strcmp(key, "digest") == 0)
+		{
+			if (v.type != jbvString)
+				return paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL,
+									   "credential option \"digest\" must be a string");
+			account->digest = pnstrdup(v.val.string.val, v.val.string.len);
+		}
+	}
+	return true;
+}
+
+/*
+ * The account to use for prov: the one named name, or when name is NULL the
+ * provider's only account.  Result and strings in CurrentMemoryContext; the
+ * secrets are wiped when it is reset.  NULL with err filled when there is no
+ * such account, or several and none was named.
+ */
+PaygwAccount *
+paygw_account_fetch(const PaygwProvider *prov, const char *name, PaygwError *err)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	PaygwAccount *account = NULL;
+	Datum		arg;
+	int			ret;
+	uint64		nrows;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (name != NULL)
+	{
+		arg = CStringGetTextDatum(name);
+		ret = SPI_execute_plan(prepare_once(&plan_by_name,
+											"SELECT " CREDENTIAL_COLUMNS
+											" FROM paygw.credentials WHERE name = $1"),
+							   &arg, NULL, true, 2);
+	}
+	else
+	{
+		arg = CStringGetTextDatum(prov->name);
+		ret = SPI_execute_plan(prepare_once(&plan_by_provider,
+											"SELECT " CREDENTIAL_COLUMNS
+											" FROM paygw.credentials WHERE provider = $1"
+											" ORDER BY name"),
+							   &arg, NULL, true, 0);
+	}
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading paygw.credentials failed: %s", SPI_result_code_string(ret));
+	nrows = SPI_processed;
+
+	if (nrows == 0)
+	{
+		if (name != NULL)
+			paygw_set_error(err, PAYGW_ERR_UNKNOWN_ACCOUNT,
+							"no account named \"%s\" in paygw.credentials", name);
+		else
+		{
+			paygw_set_error(err, PAYGW_ERR_UNKNOWN_ACCOUNT,
+							"no %s account is configured", prov->name);
+			paygw_error_hint(err, "Add one to paygw.credentials.");
+		}
+	}
+	else if (nrows > 1)
+	{
+		StringInfoData names;
+
+		initStringInfo(&names);
+		for (uint64 i = 0; i < nrows && i < 20; i++)
+			appendStringInfo(&names, "%s%s", i ? ", " : "",
+							 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		paygw_set_error(err, PAYGW_ERR_AMBIGUOUS_ACCOUNT,
+						"more than one %s account is configured", prov->name);
+		paygw_error_hint(err, "Pass the account name as the third argument; one of: %s.", names.data);
+	}
+	else
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *provider = copy_text(tuple, desc, 2, cxt, false);
+		bool		isnull;
+		Datum		options = SPI_getbinval(tuple, desc, 7, &isnull);
+		Jsonb	   *opts = NULL;
+
+		if (strcmp(provider, prov->name) != 0)
+		{
+			paygw_set_error(err, PAYGW_ERR_UNKNOWN_ACCOUNT,
+							"account \"%s\" is not a %s account", name, prov->name);
+			paygw_error_detail(err, "It belongs to provider \"%s\".", provider);
+		}
+		else
+		{
+			account = MemoryContextAllocZero(cxt, sizeof(PaygwAccount));
+			account->provider = prov;
+			account->name = copy_text(tuple, desc, 1, cxt, false);
+			account->merchant_id = copy_text(tuple, desc, 3, cxt, false);
+			account->secret = copy_text(tuple, desc, 4, cxt, true);
+			account->secret_password = copy_text(tuple, desc, 5, cxt, true);
+			account->base_url = copy_text(tuple, desc, 6, cxt, false);
+			if (!isnull)
+			{
+				Jsonb	   *j = DatumGetJsonbP(options);
+
+				opts = MemoryContextAlloc(cxt, VARSIZE(j));
+				memcpy(opts, j, VARSIZE(j));
+			}
+		}
+		MemoryContextSwitchTo(cxt);
+		if (account != NULL)
+			paygw_account_wipe_on_reset(account);
+		if (account != NULL && !paygw_account_complete(account, opts, err))
+			account = NULL;
+	}
+
+	SPI_finish();
+	return account;
+}
+
+static bool
+is_loopback_host(const char *host, size_t len)
+{
+	if (len == 9 && pg_strncasecmp(host, "localhost", 9) == 0)
+		return true;
+	if (len == 5 && strncmp(host, "[::1]", 5) == 0)
+		return true;
+	if (len >= 4 && strncmp(host, "127.", 4) == 0)
+	{
+		int			dots = 0;
+
+		for (size_t i = 0; i < len; i++)
+		{
+			if (host[i] == '.')
+				dots++;
+			else if (host[i] < '0' || host[i] > '9')
+				return false;
+		}
+		return dots == 3;
+	}
+	return false;
+}
+
+static bool
+base_url_error(PaygwError *err, const char *why)
+{
+	paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL, "invalid base_url");
+	paygw_error_detail(err, "%s", why);
+	paygw_error_hint(err, "Use scheme://host[:port][/prefix], e.g. https://api.example.com or http://127.0.0.1:8080/okepay; NULL means the gateway's production address.");
+	return false;
+}
+
+/*
+ * Check a base URL of the form scheme://host[:port][/prefix] and return it
+ * without trailing slashes (palloc'd).  https anywhere; http only for a
+ * loopback host.  No user info, query, fragment, whitespace or non-ASCII.
+ */
+bool
+paygw_parse_base_url(const char *url, char **normalized, PaygwError *err)
+{
+	const char *p;
+	const char *host;
+	size_t		hostlen;
+	bool		https;
+	size_t		len;
+
+	if (pg_strncasecmp(url, "https://", 8) == 0)
+	{
+		https = true;
+		p = url + 8;
+	}
+	else if (pg_strncasecmp(url, "http://", 7) == 0)
+	{
+		https = false;
+		p = url + 7;
+	}
+	else
+		return base_url_error(err, "The scheme must be https (or http for a loopback host).");
+
+	host = p;
+	if (*p == '[')
+	{
+		while (*p && *p != ']')
+		{
+			if (!isxdigit((unsigned char) *p) && *p != ':' && *p != '.' && *p != '[')
+				return base_url_error(err, "The IPv6 address is malformed.");
+			p++;
+		}
+		if (*p++ != ']')
+			return base_url_error(err, "The IPv6 address is not closed by ].");
+	}
+	else
+		while (isalnum((unsigned char) *p) || *p == '-' || *p == '.' || *p == '_')
+			p++;
+	hostlen = p - host;
+	if (hostlen == 0)
+		return base_url_error(err, "The host is missing.");
+
+	if (*p == ':')
+	{
+		long		port = 0;
+		int			digits = 0;
+
+		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+			port = port * 10 + (*p - '0');
+		if (digits == 0 || digits > 5 || port < 1 || port > 65535)
+			return base_url_error(err, "The port must be a number from 1 to 65535.");
+	}
+	if (*p != '\0' && *p != '/')
+		return base_url_error(err, "The host may be followed only by :port and a /path prefix (no user info, query or fragment).");
+
+	for (const char *q = p; *q; q++)
+	{
+		if (!isalnum((unsigned char) *q) && strchr("/-._~!$&'()*+,;=:@", *q) == NULL)
+			return base_url_error(err, "The path prefix may contain only unreserved URL characters (no query, fragment, spaces or percent signs).");
+	}
+	if (!https && !is_loopback_host(host, hostlen))
+		return base_url_error(err, "Plain http is allowed only for loopback hosts (localhost, 127.0.0.0/8, [::1]).");
+
+	len = strlen(url);
+	while (len > 0 && url[len - 1] == '/' && url + len - 1 >= p)
+		len--;
+	*normalized = pnstrdup(url, len);
+	return true;
+}

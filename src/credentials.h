@@ -1,0 +1,21 @@
+/*-------------------------------------------------------------------------
+ *
+ * credentials.h
+ *		Reading and validating rows of paygw.credentials.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PAYGW_CREDENTIALS_H
+#define PAYGW_CREDENTIALS_H
+
+#include "providers/provider.h"
+
+extern PaygwAccount *paygw_account_fetch(const PaygwProvider *prov,
+										 const char *name, PaygwError *err);
+extern bool paygw_account_complete(PaygwAccount *account, Jsonb *options,
+								   PaygwError *err);
+extern bool paygw_parse_base_url(const char *url, char **normalized,
+								 PaygwError *err);
+extern void paygw_account_wipe_on_reset(PaygwAccount *account);
+
+#endif							/* PAYGW_CREDENTIALS_H */

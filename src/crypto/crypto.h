@@ -1,0 +1,50 @@
+/*-------------------------------------------------------------------------
+ *
+ * crypto.h
+ *		Digests, HMAC, RSA signing and the encodings the gateways use.
+ *
+ * Only the files under src/crypto/ include OpenSSL.  Providers see this
+ * interface and nothing else.  Every function that returns a string returns
+ * it palloc'd in CurrentMemoryContext.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PAYGW_CRYPTO_H
+#define PAYGW_CRYPTO_H
+
+#include "lib/stringinfo.h"
+
+#include "paygw.h"
+
+typedef enum PaygwDigest
+{
+	PAYGW_MD5,
+	PAYGW_SHA1,
+	PAYGW_SHA256
+} PaygwDigest;
+
+#define PAYGW_MAX_DIGEST_LEN 32
+
+extern int	paygw_digest_length(PaygwDigest alg);
+extern bool paygw_digest(PaygwDigest alg, const void *data, size_t len,
+						 uint8 *out, PaygwError *err);
+extern bool paygw_hmac_sha256(const void *key, size_t keylen,
+							  const void *msg, size_t msglen,
+							  uint8 *out, PaygwError *err);
+
+/* encode.c */
+extern char *paygw_base64(const void *data, size_t len);
+extern void paygw_append_form_encoded(StringInfo buf, const char *s);
+extern bool paygw_equal_timingsafe(const char *a, const char *b);
+extern void paygw_wipe(void *p, size_t len);
+extern void paygw_wipe_string(char *s);
+
+/* rsa.c */
+extern bool paygw_rsa_check_key(const char *pem, const char *password,
+								PaygwError *err);
+extern bool paygw_rsa_sign_base64(const char *pem, const char *password,
+								  PaygwDigest alg, const void *data,
+								  size_t len, char **signature,
+								  PaygwError *err);
+
+#endif							/* PAYGW_CRYPTO_H */

@@ -1,0 +1,93 @@
+/*-------------------------------------------------------------------------
+ *
+ * encode.c
+ *		Base64, form URL-encoding, constant-time comparison and wiping.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <string.h>
+
+#include "compat.h"
+#include "crypto/crypto.h"
+
+/*
+ * Standard base64 (with padding, no line breaks) of data, palloc'd.
+ */
+char *
+paygw_base64(const void *data, size_t len)
+{
+	int			dstlen = pg_b64_enc_len((int) len) + 1;
+	char	   *dst = palloc(dstlen);
+	int			n;
+
+	n = paygw_b64_encode(data, (int) len, dst, dstlen);
+	if (n < 0)
+		elog(ERROR, "base64 encoding failed");
+	dst[n] = '\0';
+	return dst;
+}
+
+/*
+ * Append s to buf encoded the way PHP's http_build_query (RFC 1738) does:
+ * A-Z a-z 0-9 - _ . stay, a space becomes '+', every other byte becomes %XX
+ * with upper-case hex.  s is taken as raw bytes (callers pass UTF-8), so no
+ * character of an id can change the structure of a query string.
+ */
+void
+paygw_append_form_encoded(StringInfo buf, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+	{
+		unsigned char c = *p;
+
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			(c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.')
+			appendStringInfoChar(buf, (char) c);
+		else if (c == ' ')
+			appendStringInfoChar(buf, '+');
+		else
+		{
+			appendStringInfoChar(buf, '%');
+			appendStringInfoChar(buf, hex[c >> 4]);
+			appendStringInfoChar(buf, hex[c & 0x0F]);
+		}
+	}
+}
+
+/*
+ * Compare two NUL-terminated strings in time that depends only on their
+ * lengths, for signatures.
+ */
+bool
+paygw_equal_timingsafe(const char *a, const char *b)
+{
+	size_t		la = strlen(a);
+	size_t		lb = strlen(b);
+	unsigned char diff = 0;
+
+	if (la != lb)
+		return false;
+	for (size_t i = 0; i < la; i++)
+		diff |= (unsigned char) a[i] ^ (unsigned char) b[i];
+	return diff == 0;
+}
+
+/* Overwrite memory holding a secret; the compiler may not elide it. */
+void
+paygw_wipe(void *p, size_t len)
+{
+	if (p != NULL && len > 0)
+		explicit_bzero(p, len);
+}
+
+/* Overwrite a NUL-terminated secret string (NULL is allowed). */
+void
+paygw_wipe_string(char *s)
+{
+	if (s != NULL)
+		paygw_wipe(s, strlen(s));
+}

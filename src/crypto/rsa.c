@@ -1,0 +1,215 @@
+/*-------------------------------------------------------------------------
+ *
+ * rsa.c
+ *		Loading (possibly encrypted) PEM private keys and RSA PKCS#1 v1.5
+ *		signatures, as PHP's openssl_sign() makes them.
+ *
+ * Parsing an encrypted key runs the passphrase KDF, which is slow on purpose,
+ * so parsed keys are cached for the life of the backend, keyed by a SHA-256
+ * fingerprint of (PEM, passphrase): editing a credential row changes the
+ * fingerprint, so a stale key is never used.  The cache is small and lives
+ * in TopMemoryContext; the EVP_PKEY objects are owned by it.
+ *
+ * OpenSSL objects created here are freed before any function that could
+ * ereport runs, and the OpenSSL error queue is always left empty (the server's
+ * own TLS code reads the same queue).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "utils/memutils.h"
+
+#include "crypto/crypto.h"
+
+#define KEY_CACHE_SIZE 16
+
+typedef struct KeyCacheEntry
+{
+	uint8		fingerprint[32];
+	EVP_PKEY   *pkey;
+	uint64		last_used;
+} KeyCacheEntry;
+
+static KeyCacheEntry *key_cache = NULL;
+static uint64 key_cache_clock = 0;
+
+/*
+ * PEM passphrase callback: hands OpenSSL the passphrase, never prompts.
+ * Returns 0 (no passphrase) when none was given.
+ */
+static int
+passphrase_cb(char *buf, int size, int rwflag, void *userdata)
+{
+	const char *password = (const char *) userdata;
+	size_t		len;
+
+	(void) rwflag;
+	if (password == NULL)
+		return 0;
+	len = strlen(password);
+	if (len > (size_t) size)
+		return 0;
+	memcpy(buf, password, len);
+	return (int) len;
+}
+
+/*
+ * Parse a PEM private key with its passphrase.  Returns NULL and fills err
+ * when it does not load or is not an RSA key.  The caller owns the result.
+ * Does not palloc or ereport.
+ */
+static EVP_PKEY *
+load_private_key(const char *pem, const char *password, PaygwError *err)
+{
+	BIO		   *bio;
+	EVP_PKEY   *pkey;
+
+	bio = BIO_new_mem_buf(pem, -1);
+	if (bio == NULL)
+	{
+		paygw_set_error(err, PAYGW_ERR_INTERNAL, "out of memory while reading a private key");
+		return NULL;
+	}
+	pkey = PEM_read_bio_PrivateKey(bio, NULL, passphrase_cb, (void *) password);
+	BIO_free(bio);
+	ERR_clear_error();
+
+	if (pkey == NULL)
+	{
+		paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL,
+						"private key could not be loaded");
+		paygw_error_detail(err, "The secret is not a PEM private key, or the passphrase in secret_password does not decrypt it.");
+		return NULL;
+	}
+	if (EVP_PKEY_base_id(pkey) != EVP_PKEY_RSA)
+	{
+		EVP_PKEY_free(pkey);
+		paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL,
+						"private key is not an RSA key");
+		return NULL;
+	}
+	return pkey;
+}
+
+/*
+ * Check that a PEM private key loads with its passphrase (used when a
+ * credential row is written).
+ */
+bool
+paygw_rsa_check_key(const char *pem, const char *password, PaygwError *err)
+{
+	EVP_PKEY   *pkey = load_private_key(pem, password, err);
+
+	if (pkey == NULL)
+		return false;
+	EVP_PKEY_free(pkey);
+	return true;
+}
+
+/*
+ * Find the parsed key for (pem, password) in the cache, loading it on a miss.
+ * The result belongs to the cache.
+ */
+static EVP_PKEY *
+cached_private_key(const char *pem, const char *password, PaygwError *err)
+{
+	uint8		fp[32];
+	size_t		pemlen = strlen(pem);
+	char	   *material;
+	size_t		matlen;
+	KeyCacheEntry *victim;
+	EVP_PKEY   *pkey;
+	bool		ok;
+
+	/* fingerprint = sha256(pem || '\0' || password) */
+	matlen = pemlen + 1 + (password ? strlen(password) : 0);
+	material = palloc(matlen + 1);
+	memcpy(material, pem, pemlen);
+	material[pemlen] = '\0';
+	if (password)
+		memcpy(material + pemlen + 1, password, strlen(password));
+	ok = paygw_digest(PAYGW_SHA256, material, matlen, fp, err);
+	paygw_wipe(material, matlen);
+	pfree(material);
+	if (!ok)
+		return NULL;
+
+	if (key_cache == NULL)
+		key_cache = MemoryContextAllocZero(TopMemoryContext,
+										   sizeof(KeyCacheEntry) * KEY_CACHE_SIZE);
+
+	victim = &key_cache[0];
+	for (int i = 0; i < KEY_CACHE_SIZE; i++)
+	{
+		KeyCacheEntry *e = &key_cache[i];
+
+		if (e->pkey != NULL && memcmp(e->fingerprint, fp, sizeof(fp)) == 0)
+		{
+			e->last_used = ++key_cache_clock;
+			return e->pkey;
+		}
+		if (e->pkey == NULL || (victim->pkey != NULL && e->last_used < victim->last_used))
+			victim = e;
+	}
+
+	pkey = load_private_key(pem, password, err);
+	if (pkey == NULL)
+		return NULL;
+	if (victim->pkey != NULL)
+		EVP_PKEY_free(victim->pkey);
+	memcpy(victim->fingerprint, fp, sizeof(fp));
+	victim->pkey = pkey;
+	victim->last_used = ++key_cache_clock;
+	return pkey;
+}
+
+/*
+ * Sign data with RSA PKCS#1 v1.5 over the given digest, the way PHP's
+ * openssl_sign() does, and return the signature base64-encoded (palloc'd).
+ */
+bool
+paygw_rsa_sign_base64(const char *pem, const char *password, PaygwDigest alg,
+					  const void *data, size_t len, char **signature,
+					  PaygwError *err)
+{
+	EVP_PKEY   *pkey;
+	EVP_MD_CTX *ctx;
+	const EVP_MD *md;
+	unsigned char *sig;
+	size_t		siglen;
+	int			rc;
+
+	pkey = cached_private_key(pem, password, err);
+	if (pkey == NULL)
+		return false;
+
+	md = (alg == PAYGW_SHA256) ? EVP_sha256() : EVP_sha1();
+	siglen = (size_t) EVP_PKEY_size(pkey);
+	sig = palloc(siglen);		/* before any OpenSSL object exists */
+
+	ctx = EVP_MD_CTX_new();
+	if (ctx == NULL)
+	{
+		pfree(sig);
+		return paygw_set_error(err, PAYGW_ERR_INTERNAL, "out of memory while signing");
+	}
+	rc = EVP_DigestSignInit(ctx, NULL, md, NULL, pkey);
+	if (rc == 1)
+		rc = EVP_DigestSign(ctx, sig, &siglen, data, len);
+	EVP_MD_CTX_free(ctx);
+	ERR_clear_error();
+	if (rc != 1)
+	{
+		pfree(sig);
+		return paygw_set_error(err, PAYGW_ERR_INTERNAL, "RSA signing failed");
+	}
+
+	*signature = paygw_base64(sig, siglen);
+	pfree(sig);
+	return true;
+}

@@ -1,0 +1,126 @@
+/*-------------------------------------------------------------------------
+ *
+ * alikassa.c
+ *		AliKassa: POST /v1/payment/status with a JSON body, signed with the
+ *		merchant's RSA private key the way PHP's openssl_sign() does (PKCS#1
+ *		v1.5, SHA-1 by default; options {"digest":"sha256"} for accounts set
+ *		up with the newer samples), sent base64-encoded in the Sign header.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "crypto/crypto.h"
+#include "providers/provider.h"
+
+static const PaygwStatusMap alikassa_statuses[] = {
+	{"wait", PAYGW_STATUS_PENDING},
+	{"paid", PAYGW_STATUS_PAID},
+	{"cancel", PAYGW_STATUS_CANCELLED},
+	{"fail", PAYGW_STATUS_FAILED},
+	{NULL, PAYGW_STATUS_PENDING}
+};
+
+static const char *const alikassa_options[] = {"digest", NULL};
+
+/* merchant_id is the account uuid; the secret must load as an RSA key */
+static bool
+alikassa_check_account(PaygwAccount *account, PaygwError *err)
+{
+	if (!paygw_is_uuid(account->merchant_id))
+	{
+		paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL,
+						"alikassa merchant_id must be the account UUID");
+		paygw_error_hint(err, "It looks like 93d5df06-996c-48c3-9847-348d6b580b80.");
+		return false;
+	}
+	if (strcmp(account->digest, "sha1") != 0 && strcmp(account->digest, "sha256") != 0)
+		return paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL,
+							   "alikassa option \"digest\" must be \"sha1\" or \"sha256\"");
+	return paygw_rsa_check_key(account->secret, account->secret_password, err);
+}
+
+static bool
+alikassa_check_id(PaygwLookup lookup, const char *id, PaygwError *err)
+{
+	return paygw_check_id_text(&paygw_alikassa, lookup, id, 128, err);
+}
+
+static bool
+alikassa_build_request(PaygwAccount *account, PaygwLookup lookup,
+					   const char *id, PaygwHttpRequest *req, PaygwError *err)
+{
+	char	   *body;
+	char	   *signature;
+
+	body = paygw_json_body(lookup == PAYGW_LOOKUP_ID ? "id" : "order_id", id);
+	if (!paygw_rsa_sign_base64(account->secret, account->secret_password,
+							   strcmp(account->digest, "sha256") == 0 ? PAYGW_SHA256 : PAYGW_SHA1,
+							   body, strlen(body), &signature, err))
+		return false;
+
+	req->method = "POST";
+	req->url = psprintf("%s/v1/payment/status", account->base_url);
+	req->body = body;
+	req->body_len = strlen(body);
+	paygw_http_add_header(req, "Content-Type", "application/json", false);
+	paygw_http_add_header(req, "Accept", "application/json", false);
+	paygw_http_add_header(req, "Account", account->merchant_id, false);
+	paygw_http_add_header(req, "Sign", signature, false);
+	return true;
+}
+
+static bool
+alikassa_parse_reply(PaygwAccount *account, PaygwLookup lookup, const char *id,
+					 PaygwHttpResponse *resp, PaygwStatusResult *result,
+					 PaygwError *err)
+{
+	const PaygwProvider *prov = &paygw_alikassa;
+	Jsonb	   *jb;
+	char	   *service;
+
+	(void) account;
+	jb = paygw_reply_json(prov, resp, err);
+	if (jb == NULL)
+		return false;
+
+	if (resp->status >= 300 || paygw_json_get(&jb->root, "payment_status") == NULL)
+	{
+		char	   *message;
+
+		if (!paygw_reply_field(prov, &jb->root, "message", &message, err))
+			return false;
+		if (resp->status < 300 && message == NULL)
+			return paygw_set_error(err, PAYGW_ERR_MALFORMED_REPLY,
+								   "malformed reply from the alikassa gateway: no \"payment_status\" string");
+		return paygw_reply_error(prov, resp->status, 0, message, err);
+	}
+
+	if (!paygw_reply_field(prov, &jb->root, "id", &result->payment_id, err) ||
+		!paygw_reply_field(prov, &jb->root, "order_id", &result->order_id, err) ||
+		!paygw_reply_matches(prov, lookup == PAYGW_LOOKUP_ID ? "id" : "order_id",
+							 lookup == PAYGW_LOOKUP_ID ? result->payment_id : result->order_id,
+							 id, false, err) ||
+		!paygw_reply_status(prov, alikassa_statuses, &jb->root, "payment_status", result, err) ||
+		!paygw_reply_amount(prov, &jb->root, "amount", 0, result, err) ||
+		!paygw_reply_field(prov, &jb->root, "service_code", &service, err))
+		return false;
+
+	/* the status reply has no currency; the service code ends with it */
+	result->currency = paygw_currency_suffix(service, '_');
+	result->response = jb;
+	return true;
+}
+
+const PaygwProvider paygw_alikassa = {
+	.name = "alikassa",
+	.default_base_url = "https://api-merchant.alikassa.com",
+	.auth_scheme = "RSA PKCS#1 v1.5 body signature (Sign), SHA-1 by default",
+	.id_name = "id",
+	.order_name = "order_id",
+	.option_keys = alikassa_options,
+	.check_account = alikassa_check_account,
+	.check_id = alikassa_check_id,
+	.build_request = alikassa_build_request,
+	.parse_reply = alikassa_parse_reply,
+};

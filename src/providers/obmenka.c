@@ -1,0 +1,216 @@
+/*-------------------------------------------------------------------------
+ *
+ * obmenka.c
+ *		Obmenka (the dpay.ua engine): POST /api/einvoice/status with a JSON
+ *		body, signed by DPAY_SECURE = base64(md5(salt . base64(sha1(body))
+ *		. salt)), raw digests.  Replies carry DPAY_SECURE too; paygw checks it
+ *		with the same formula over the exact reply bytes.
+ *
+ * A reply that would yield a status must carry a valid signature: a missing
+ * or wrong one is an error, never a status.  Error replies are classified
+ * whatever their signature (they cannot make anything look paid).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "crypto/crypto.h"
+#include "providers/provider.h"
+
+#define SIGNATURE_HEADER "DPAY_SECURE"
+
+static const PaygwStatusMap obmenka_statuses[] = {
+	{"CREATED", PAYGW_STATUS_PENDING},
+	{"PAYIN", PAYGW_STATUS_PENDING},
+	{"PAYED", PAYGW_STATUS_PAID},
+	{"PAYED_RECALC", PAYGW_STATUS_PAID},
+	{"FINISHED", PAYGW_STATUS_PAID},
+	{"FAILED", PAYGW_STATUS_FAILED},
+	{"PAYIN_ERROR", PAYGW_STATUS_FAILED},
+	{"CANCELED", PAYGW_STATUS_CANCELLED},
+	{NULL, PAYGW_STATUS_PENDING}
+};
+
+static const char *const obmenka_options[] = {NULL};
+
+/*
+ * base64(md5(salt || base64(sha1(data)) || salt)), palloc'd.
+ */
+static char *
+obmenka_signature(const char *salt, const char *data, size_t len,
+				  PaygwError *err)
+{
+	uint8		sha1[20];
+	uint8		md5[16];
+	char	   *inner;
+	StringInfoData msg;
+	bool		ok;
+
+	if (!paygw_digest(PAYGW_SHA1, data, len, sha1, err))
+		return NULL;
+	inner = paygw_base64(sha1, sizeof(sha1));
+
+	initStringInfo(&msg);
+	appendStringInfoString(&msg, salt);
+	appendStringInfoString(&msg, inner);
+	appendStringInfoString(&msg, salt);
+	ok = paygw_digest(PAYGW_MD5, msg.data, msg.len, md5, err);
+	paygw_wipe(msg.data, msg.len);
+	pfree(msg.data);
+	if (!ok)
+		return NULL;
+	return paygw_base64(md5, sizeof(md5));
+}
+
+/* DPAY_CLIENT goes into a header line */
+static bool
+obmenka_check_account(PaygwAccount *account, PaygwError *err)
+{
+	if (paygw_has_control_chars(account->merchant_id))
+		return paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL,
+							   "obmenka merchant_id must not contain control characters");
+	return true;
+}
+
+static bool
+obmenka_check_id(PaygwLookup lookup, const char *id, PaygwError *err)
+{
+	return paygw_check_id_text(&paygw_obmenka, lookup, id, 255, err);
+}
+
+static bool
+obmenka_build_request(PaygwAccount *account, PaygwLookup lookup,
+					  const char *id, PaygwHttpRequest *req, PaygwError *err)
+{
+	char	   *body;
+	char	   *signature;
+
+	body = paygw_json_body(lookup == PAYGW_LOOKUP_ID ? "tracking" : "payment_id", id);
+	signature = obmenka_signature(account->secret, body, strlen(body), err);
+	if (signature == NULL)
+		return false;
+
+	req->method = "POST";
+	req->url = psprintf("%s/api/einvoice/status", account->base_url);
+	req->body = body;
+	req->body_len = strlen(body);
+	req->capture_header = SIGNATURE_HEADER;
+	paygw_http_add_header(req, "Content-Type", "application/json", false);
+	paygw_http_add_header(req, "Accept", "application/json", false);
+	paygw_http_add_header(req, "DPAY_CLIENT", account->merchant_id, false);
+	paygw_http_add_header(req, SIGNATURE_HEADER, signature, false);
+	return true;
+}
+
+/*
+ * Verify the reply's DPAY_SECURE header.  Returns SIG_VALID, SIG_MISSING or
+ * SIG_INVALID; SIG_ERROR with err filled when the digest itself failed.
+ */
+typedef enum
+{
+	SIG_VALID,
+	SIG_MISSING,
+	SIG_INVALID,
+	SIG_ERROR
+} ReplySignature;
+
+static ReplySignature
+obmenka_verify(PaygwAccount *account, PaygwHttpResponse *resp, PaygwError *err)
+{
+	char	   *expected;
+
+	if (resp->captured_header == NULL)
+		return SIG_MISSING;
+	expected = obmenka_signature(account->secret, resp->body, resp->body_len, err);
+	if (expected == NULL)
+		return SIG_ERROR;
+	return paygw_equal_timingsafe(expected, resp->captured_header) ? SIG_VALID : SIG_INVALID;
+}
+
+/*
+ * Error replies ({"error":{...}} or an HTTP failure) are classified whatever
+ * their signature: they cannot produce a status, and with a wrong salt no
+ * reply verifies, so "credentials rejected" is the useful answer.  A status
+ * reply must verify.
+ */
+static bool
+obmenka_parse_reply(PaygwAccount *account, PaygwLookup lookup, const char *id,
+					PaygwHttpResponse *resp, PaygwStatusResult *result,
+					PaygwError *err)
+{
+	const PaygwProvider *prov = &paygw_obmenka;
+	ReplySignature sig;
+	Jsonb	   *jb;
+	JsonbContainer *error;
+	char	   *method;
+	char	   *accrual;
+
+	sig = obmenka_verify(account, resp, err);
+	if (sig == SIG_ERROR)
+		return false;
+
+	jb = paygw_reply_json(prov, resp, err);
+	if (jb == NULL)
+		return false;
+
+	error = paygw_json_container(paygw_json_get(&jb->root, "error"), true);
+	if (error != NULL)
+	{
+		char	   *code;
+		char	   *message;
+
+		if (!paygw_reply_field(prov, error, "code", &code, err) ||
+			!paygw_reply_field(prov, error, "message", &message, err))
+			return false;
+		return paygw_reply_error(prov, resp->status, code ? strtol(code, NULL, 10) : 0,
+								 message, err);
+	}
+	if (resp->status >= 300)
+		return paygw_reply_error(prov, resp->status, 0, NULL, err);
+
+	if (sig == SIG_INVALID)
+	{
+		paygw_set_error(err, PAYGW_ERR_REPLY_SIGNATURE,
+						"reply from the obmenka gateway failed signature verification");
+		paygw_error_detail(err, "Its DPAY_SECURE header does not match the reply body signed with this account's salt.");
+		return false;
+	}
+	if (sig == SIG_MISSING)
+	{
+		paygw_set_error(err, PAYGW_ERR_REPLY_SIGNATURE,
+						"reply from the obmenka gateway is not signed");
+		paygw_error_detail(err, "A status reply without a DPAY_SECURE header cannot be trusted.");
+		return false;
+	}
+
+	if (!paygw_reply_field(prov, &jb->root, "tracking", &result->payment_id, err) ||
+		!paygw_reply_field(prov, &jb->root, "payment_id", &result->order_id, err) ||
+		!paygw_reply_matches(prov, lookup == PAYGW_LOOKUP_ID ? "tracking" : "payment_id",
+							 lookup == PAYGW_LOOKUP_ID ? result->payment_id : result->order_id,
+							 id, false, err) ||
+		!paygw_reply_status(prov, obmenka_statuses, &jb->root, "status", result, err) ||
+		!paygw_reply_amount(prov, &jb->root, "amount", 0, result, err) ||
+		!paygw_reply_field(prov, &jb->root, "currency", &method, err) ||
+		!paygw_reply_field(prov, &jb->root, "accrual_currency", &accrual, err))
+		return false;
+
+	/* "currency" is a method code such as visamaster.uah */
+	result->currency = paygw_currency_suffix(method, '.');
+	if (result->currency == NULL)
+		result->currency = accrual;
+	result->response = jb;
+	return true;
+}
+
+const PaygwProvider paygw_obmenka = {
+	.name = "obmenka",
+	.default_base_url = "https://acquiring_api.obmenka.ua",
+	.auth_scheme = "salted md5/sha1 body signature (DPAY_SECURE), signed replies",
+	.id_name = "tracking",
+	.order_name = "payment_id",
+	.option_keys = obmenka_options,
+	.check_account = obmenka_check_account,
+	.check_id = obmenka_check_id,
+	.build_request = obmenka_build_request,
+	.parse_reply = obmenka_parse_reply,
+};

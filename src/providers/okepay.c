@@ -1,0 +1,163 @@
+/*-------------------------------------------------------------------------
+ *
+ * okepay.c
+ *		OkePay (a white-label Payrexx): GET /v1.0/Gateway/{id}/ signed with
+ *		an HMAC-SHA256 "ApiSignature" over the query string.
+ *
+ * ApiSignature = base64(HMAC-SHA256(secret, q)) where q is the
+ * http_build_query() encoding of every parameter sent except instance and
+ * ApiSignature.  The status call sends no other parameter, so q is empty and
+ * the signature is constant per secret.  The signature itself must be
+ * percent-encoded in the URL (base64 uses '+', '/' and '=').
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "crypto/crypto.h"
+#include "providers/provider.h"
+
+static const PaygwStatusMap okepay_statuses[] = {
+	{"waiting", PAYGW_STATUS_PENDING},
+	{"initiated", PAYGW_STATUS_PENDING},
+	{"authorized", PAYGW_STATUS_AUTHORIZED},
+	{"reserved", PAYGW_STATUS_AUTHORIZED},
+	{"uncaptured", PAYGW_STATUS_AUTHORIZED},
+	{"confirmed", PAYGW_STATUS_PAID},
+	{"refund_pending", PAYGW_STATUS_PAID},
+	{"refundpending", PAYGW_STATUS_PAID},
+	{"partially-refunded", PAYGW_STATUS_PARTIALLY_REFUNDED},
+	{"refunded", PAYGW_STATUS_REFUNDED},
+	{"chargeback", PAYGW_STATUS_CHARGEBACK},
+	{"declined", PAYGW_STATUS_FAILED},
+	{"error", PAYGW_STATUS_FAILED},
+	{"cancelled", PAYGW_STATUS_CANCELLED},
+	{"expired", PAYGW_STATUS_EXPIRED},
+	{NULL, PAYGW_STATUS_PENDING}
+};
+
+static const char *const okepay_options[] = {NULL};
+
+/* instance: the merchant's sub-domain, so letters, digits, '-', '_' and '.' */
+static bool
+okepay_check_account(PaygwAccount *account, PaygwError *err)
+{
+	for (const char *p = account->merchant_id; *p; p++)
+		if (!isalnum((unsigned char) *p) && *p != '-' && *p != '_' && *p != '.')
+			return paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL,
+								   "okepay merchant_id must be the instance name");
+	return true;
+}
+
+/* gateway ids are positive integers; there is no lookup by order id */
+static bool
+okepay_check_id(PaygwLookup lookup, const char *id, PaygwError *err)
+{
+	int			n = 0;
+
+	if (lookup == PAYGW_LOOKUP_ORDER)
+		return paygw_unsupported_lookup(&paygw_okepay, err);
+	if (id[0] == '\0')
+		return paygw_set_error(err, PAYGW_ERR_INVALID_ID, "okepay gateway id must not be empty");
+	for (const char *p = id; *p; p++, n++)
+		if (*p < '0' || *p > '9')
+			return paygw_set_error(err, PAYGW_ERR_INVALID_ID,
+								   "okepay gateway id must be a positive integer");
+	if (n > 18 || strspn(id, "0") == (size_t) n)
+		return paygw_set_error(err, PAYGW_ERR_INVALID_ID,
+							   "okepay gateway id must be a positive integer");
+	return true;
+}
+
+static bool
+okepay_build_request(PaygwAccount *account, PaygwLookup lookup, const char *id,
+					 PaygwHttpRequest *req, PaygwError *err)
+{
+	uint8		mac[32];
+	char	   *signature;
+	StringInfoData url;
+
+	(void) lookup;
+	/* the message is the (empty) query of all other parameters */
+	if (!paygw_hmac_sha256(account->secret, strlen(account->secret), "", 0, mac, err))
+		return false;
+	signature = paygw_base64(mac, sizeof(mac));
+	paygw_wipe(mac, sizeof(mac));
+
+	initStringInfo(&url);
+	/* leading zeros are dropped: the id is an integer */
+	appendStringInfo(&url, "%s/v1.0/Gateway/%s/?instance=", account->base_url,
+					 id + strspn(id, "0"));
+	paygw_append_form_encoded(&url, account->merchant_id);
+	appendStringInfoString(&url, "&ApiSignature=");
+	paygw_append_form_encoded(&url, signature);
+	paygw_wipe_string(signature);
+
+	req->method = "GET";
+	req->url = url.data;
+	paygw_http_add_header(req, "Accept", "application/json", false);
+	return true;
+}
+
+static bool
+okepay_parse_reply(PaygwAccount *account, PaygwLookup lookup, const char *id,
+				   PaygwHttpResponse *resp, PaygwStatusResult *result,
+				   PaygwError *err)
+{
+	const PaygwProvider *prov = &paygw_okepay;
+	Jsonb	   *jb;
+	char	   *status;
+	char	   *message;
+	JsonbContainer *data;
+	JsonbValue *first;
+	JsonbContainer *gw;
+
+	(void) account;
+	(void) lookup;
+	jb = paygw_reply_json(prov, resp, err);
+	if (jb == NULL)
+		return false;
+	if (!paygw_reply_field(prov, &jb->root, "status", &status, err) ||
+		!paygw_reply_field(prov, &jb->root, "message", &message, err))
+		return false;
+
+	if (status == NULL || strcmp(status, "success") != 0 || resp->status >= 300)
+		return paygw_reply_error(prov, resp->status, 0, message, err);
+
+	data = paygw_json_container(paygw_json_get(&jb->root, "data"), false);
+	if (data == NULL)
+		return paygw_set_error(err, PAYGW_ERR_MALFORMED_REPLY,
+							   "malformed reply from the okepay gateway: no \"data\" array");
+	first = getIthJsonbValueFromContainer(data, 0);
+	if (first == NULL)
+		return paygw_reply_error(prov, 404, 0, "empty data array", err);
+	gw = paygw_json_container(first, true);
+	if (gw == NULL)
+		return paygw_set_error(err, PAYGW_ERR_MALFORMED_REPLY,
+							   "malformed reply from the okepay gateway: \"data\" does not hold a gateway object");
+
+	if (!paygw_reply_field(prov, gw, "id", &result->payment_id, err) ||
+		!paygw_reply_matches(prov, "id", result->payment_id, id + strspn(id, "0"), false, err) ||
+		!paygw_reply_field(prov, gw, "referenceId", &result->order_id, err) ||
+		!paygw_reply_status(prov, okepay_statuses, gw, "status", result, err) ||
+		!paygw_reply_amount(prov, gw, "amount", 2, result, err) ||
+		!paygw_reply_field(prov, gw, "currency", &result->currency, err))
+		return false;
+	if (result->payment_id == NULL)
+		result->payment_id = pstrdup(id + strspn(id, "0"));
+	result->response = jb;
+	return true;
+}
+
+const PaygwProvider paygw_okepay = {
+	.name = "okepay",
+	.default_base_url = "https://api.okepay.info",
+	.auth_scheme = "HMAC-SHA256 query signature (ApiSignature)",
+	.id_name = "gateway id",
+	.order_name = NULL,
+	.option_keys = okepay_options,
+	.check_account = okepay_check_account,
+	.check_id = okepay_check_id,
+	.build_request = okepay_build_request,
+	.parse_reply = okepay_parse_reply,
+};

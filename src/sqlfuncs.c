@@ -1,0 +1,308 @@
+/*-------------------------------------------------------------------------
+ *
+ * sqlfuncs.c
+ *		Every SQL-callable function of paygw.  Thin wrappers: argument
+ *		handling, result tuples, and turning PaygwErrors into ereports.
+ *
+ * Each call runs in its own memory context, deleted before returning; when
+ * an error is raised instead, the context goes with the transaction's
+ * memory, and its reset callbacks wipe secrets and detach HTTP handles.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "call.h"
+#include "credentials.h"
+#include "crypto/crypto.h"
+
+PG_FUNCTION_INFO_V1(paygw_status);
+PG_FUNCTION_INFO_V1(paygw_status_by_order);
+PG_FUNCTION_INFO_V1(paygw_request);
+PG_FUNCTION_INFO_V1(paygw_credentials_validate);
+PG_FUNCTION_INFO_V1(paygw_provider_list);
+
+static char *
+text_arg(FunctionCallInfo fcinfo, int n)
+{
+	if (PG_NARGS() <= n || PG_ARGISNULL(n))
+		return NULL;
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+static Datum
+text_or_null(const char *s, bool *isnull)
+{
+	*isnull = (s == NULL);
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+static TupleDesc
+result_tupdesc(FunctionCallInfo fcinfo)
+{
+	TupleDesc	tupdesc;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	return BlessTupleDesc(tupdesc);
+}
+
+/* A memory context for one call, child of the current one. */
+static MemoryContext
+call_context(void)
+{
+	return AllocSetContextCreate(CurrentMemoryContext, "paygw call",
+								 ALLOCSET_DEFAULT_SIZES);
+}
+
+/*
+ * paygw_status and paygw_status_by_order: perform the call and return the
+ * normalized row (provider, account, payment_id, order_id, status,
+ * provider_status, amount, currency, response).
+ */
+static Datum
+status_common(FunctionCallInfo fcinfo, PaygwLookup lookup)
+{
+	TupleDesc	tupdesc = result_tupdesc(fcinfo);
+	MemoryContext callcxt = call_context();
+	MemoryContext oldcxt = MemoryContextSwitchTo(callcxt);
+	PaygwCall	call;
+	PaygwError	err;
+	PaygwHttpResponse resp;
+	PaygwStatusResult res;
+	Datum		values[9];
+	bool		nulls[9];
+	HeapTuple	tuple;
+	char	   *warning = NULL;
+
+	if (!paygw_call_prepare(&call, text_arg(fcinfo, 0), text_arg(fcinfo, 1),
+							text_arg(fcinfo, 2), lookup, &err))
+		paygw_raise(&err);
+
+	paygw_http_perform(&call.request, &resp, 1, 1, 0);
+
+	if (!paygw_call_interpret(&call, &resp, &res, &err))
+		paygw_raise(&err);
+
+	values[0] = text_or_null(call.provider->name, &nulls[0]);
+	values[1] = text_or_null(call.account->name, &nulls[1]);
+	values[2] = text_or_null(res.payment_id, &nulls[2]);
+	values[3] = text_or_null(res.order_id, &nulls[3]);
+	values[4] = DirectFunctionCall2(enum_in,
+									CStringGetDatum(paygw_status_label(res.status)),
+									ObjectIdGetDatum(TupleDescAttr(tupdesc, 4)->atttypid));
+	nulls[4] = false;
+	values[5] = text_or_null(res.provider_status, &nulls[5]);
+	values[6] = res.amount;
+	nulls[6] = res.amount_isnull;
+	values[7] = text_or_null(res.currency, &nulls[7]);
+	values[8] = JsonbPGetDatum(res.response);
+	nulls[8] = false;
+
+	MemoryContextSwitchTo(oldcxt);
+	tuple = heap_form_tuple(tupdesc, values, nulls);
+	if (!res.status_known)
+		warning = psprintf("%s", res.provider_status);
+	MemoryContextDelete(callcxt);
+
+	if (warning != NULL)
+		ereport(WARNING,
+				errmsg("unrecognized %s status \"%s\" reported as pending",
+					   call.provider->name, warning),
+				errdetail("The gateway's own value is kept in provider_status."));
+
+	return HeapTupleGetDatum(tuple);
+}
+
+Datum
+paygw_status(PG_FUNCTION_ARGS)
+{
+	return status_common(fcinfo, PAYGW_LOOKUP_ID);
+}
+
+Datum
+paygw_status_by_order(PG_FUNCTION_ARGS)
+{
+	return status_common(fcinfo, PAYGW_LOOKUP_ORDER);
+}
+
+/*
+ * paygw_request(provider, id, account): the request paygw_status would send
+ * (method, url, headers, body), without sending it.  Sensitive header values
+ * (API keys) are redacted.
+ */
+Datum
+paygw_request(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc = result_tupdesc(fcinfo);
+	MemoryContext callcxt = call_context();
+	MemoryContext oldcxt = MemoryContextSwitchTo(callcxt);
+	PaygwCall	call;
+	PaygwError	err;
+	StringInfoData headers;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	HeapTuple	tuple;
+
+	if (!paygw_call_prepare(&call, text_arg(fcinfo, 0), text_arg(fcinfo, 1),
+							text_arg(fcinfo, 2), PAYGW_LOOKUP_ID, &err))
+		paygw_raise(&err);
+
+	initStringInfo(&headers);
+	appendStringInfoChar(&headers, '{');
+	for (int i = 0; i < call.request.nheaders; i++)
+	{
+		PaygwHttpHeader *h = &call.request.headers[i];
+
+		if (i > 0)
+			appendStringInfoString(&headers, ", ");
+		escape_json(&headers, h->name);
+		appendStringInfoString(&headers, ": ");
+		escape_json(&headers, h->sensitive ? "[redacted]" : h->value);
+	}
+	appendStringInfoChar(&headers, '}');
+
+	values[0] = CStringGetTextDatum(call.request.method);
+	values[1] = CStringGetTextDatum(pg_any_to_server(call.request.url,
+													 strlen(call.request.url), PG_UTF8));
+	values[2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(headers.data));
+	if (call.request.body != NULL)
+		values[3] = CStringGetTextDatum(pg_any_to_server(call.request.body,
+														 (int) call.request.body_len,
+														 PG_UTF8));
+	else
+		nulls[3] = true;
+
+	MemoryContextSwitchTo(oldcxt);
+	tuple = heap_form_tuple(tupdesc, values, nulls);
+	MemoryContextDelete(callcxt);
+	return HeapTupleGetDatum(tuple);
+}
+
+/* A text column of a trigger tuple, or NULL. */
+static char *
+tuple_text(HeapTuple tuple, TupleDesc desc, const char *column)
+{
+	int			attnum = SPI_fnumber(desc, column);
+	bool		isnull;
+	Datum		d;
+
+	if (attnum <= 0)
+		elog(ERROR, "paygw.credentials has no column \"%s\"", column);
+	d = heap_getattr(tuple, attnum, desc, &isnull);
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/*
+ * Trigger on paygw.credentials (BEFORE INSERT OR UPDATE): reject a row that
+ * could not work, with a clear error, at write time.  It also checks what
+ * NOT NULL would, so that the server's "failing row contains" detail, which
+ * would print the secret, is never reached.
+ */
+Datum
+paygw_credentials_validate(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	MemoryContext callcxt;
+	MemoryContext oldcxt;
+	PaygwAccount account;
+	PaygwError	err;
+	char	   *name;
+	char	   *provider;
+	int			options_att;
+	bool		isnull;
+	Datum		options;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "paygw_credentials_validate must be a BEFORE ROW trigger");
+	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)
+		? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	desc = trigdata->tg_relation->rd_att;
+
+	callcxt = call_context();
+	oldcxt = MemoryContextSwitchTo(callcxt);
+	memset(&account, 0, sizeof(account));
+	memset(&err, 0, sizeof(err));
+
+	name = tuple_text(tuple, desc, "name");
+	provider = tuple_text(tuple, desc, "provider");
+	account.merchant_id = tuple_text(tuple, desc, "merchant_id");
+	account.secret = tuple_text(tuple, desc, "secret");
+	account.secret_password = tuple_text(tuple, desc, "secret_password");
+	account.base_url = tuple_text(tuple, desc, "base_url");
+	account.name = name;
+	paygw_account_wipe_on_reset(&account);
+	options_att = SPI_fnumber(desc, "options");
+	options = heap_getattr(tuple, options_att, desc, &isnull);
+
+	if (name == NULL || name[0] == '\0')
+		paygw_set_error(&err, PAYGW_ERR_INVALID_CREDENTIAL, "credential name must not be empty");
+	else if (provider == NULL)
+	{
+		paygw_set_error(&err, PAYGW_ERR_UNKNOWN_PROVIDER, "provider must not be null");
+		paygw_error_hint(&err, "Supported providers: %s.", paygw_provider_names());
+	}
+	else if ((account.provider = paygw_provider_find(provider)) == NULL)
+	{
+		paygw_set_error(&err, PAYGW_ERR_UNKNOWN_PROVIDER, "unknown payment provider \"%s\"", provider);
+		paygw_error_hint(&err, "Supported providers: %s.", paygw_provider_names());
+	}
+	else if (account.merchant_id == NULL || account.merchant_id[0] == '\0')
+		paygw_set_error(&err, PAYGW_ERR_INVALID_CREDENTIAL, "merchant_id must not be empty");
+	else if (account.secret == NULL || account.secret[0] == '\0')
+		paygw_set_error(&err, PAYGW_ERR_INVALID_CREDENTIAL, "secret must not be empty");
+	else if (isnull)
+		paygw_set_error(&err, PAYGW_ERR_INVALID_CREDENTIAL, "options must not be null");
+	else if (paygw_account_complete(&account, DatumGetJsonbP(options), &err))
+		(void) account.provider->check_account(&account, &err);
+
+	if (err.code != PAYGW_OK)
+	{
+		if (err.detail[0] == '\0' && name != NULL && name[0] != '\0')
+			paygw_error_detail(&err, "Credential \"%s\" was not written.", name);
+		paygw_raise(&err);
+	}
+
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(callcxt);
+	return PointerGetDatum(tuple);
+}
+
+/*
+ * paygw_provider_list(): the supported providers, for the paygw.providers
+ * view.
+ */
+Datum
+paygw_provider_list(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < paygw_provider_count; i++)
+	{
+		const PaygwProvider *p = paygw_providers[i];
+		Datum		values[6];
+		bool		nulls[6] = {false, false, false, false, false, false};
+
+		values[0] = CStringGetTextDatum(p->name);
+		values[1] = CStringGetTextDatum(p->default_base_url);
+		values[2] = CStringGetTextDatum(p->auth_scheme);
+		values[3] = CStringGetTextDatum(p->id_name);
+		values[4] = text_or_null(p->order_name, &nulls[4]);
+		values[5] = BoolGetDatum(p->order_name != NULL);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

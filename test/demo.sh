@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# test/demo.sh -- `make demo`: build and install paygw, start a throwaway
+# cluster and the gateway emulator, register one credential per gateway and
+# query a payment from each (SQL in test/demo.sql), then stop everything.
+#
+#   bash test/demo.sh [--no-install] [--keep]
+#
+# Exit: 0 demo ran, 1 the demo SQL failed, 2 setup failed.
+set -euo pipefail
+
+# shellcheck source=test/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+install=1
+for arg in "$@"; do
+    case $arg in
+        --no-install) install=0 ;;
+        --keep) export PAYGW_KEEP=1 ;;
+        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+        *) echo "demo: unknown option: $arg" >&2; exit 2 ;;
+    esac
+done
+
+if (( install )); then
+    bash "$PAYGW_TEST_DIR/install-deps.sh" || paygw_die "install-deps failed"
+fi
+paygw_build_install || paygw_die "build/install failed"
+paygw_start_cluster
+paygw_start_emulator
+
+pem_file=$PAYGW_TEST_DIR/keys/alikassa-test.pem
+[[ -r $pem_file ]] || paygw_die "missing $pem_file"
+
+paygw_msg "demo: psql -f test/demo.sql"
+# Test-only secrets (they match test/emulator/fixtures.json), handed to psql
+# as variables; demo.sql uses them as :'name' literals.
+rc=0
+psql -X -v ON_ERROR_STOP=1 \
+    -v emu_url="http://127.0.0.1:$PAYGW_EMU_PORT" \
+    -v okepay_secret=okepay-test-secret-7Qx \
+    -v obmenka_salt=obmenka-test-salt-9Kp \
+    -v pem="$(cat "$pem_file")" \
+    -v alikassa_pass=test-alikassa-pass \
+    -v morune_key=morune-test-key-d6be9962 \
+    -f "$PAYGW_TEST_DIR/demo.sql" </dev/null || rc=$?
+
+if (( rc != 0 )); then
+    paygw_err "demo SQL failed (psql exit $rc)"
+    paygw_show_logs 80
+    exit 1
+fi
+
+cat <<EOF
+
+What happened: paygw ran inside a throwaway PostgreSQL 15 cluster
+(127.0.0.1:$PGPORT).  Each row above is a live HTTP API call made by
+the extension from SQL to a local emulator of the gateway (okepay, obmenka,
+alikassa, morune on 127.0.0.1:$PAYGW_EMU_PORT), signed with the credential
+stored in paygw.credentials (alikassa: RSA signature with the encrypted PEM
+key), and the gateway's answer mapped to a common status.
+Everything is stopped and removed now (use --keep to keep logs and data).
+EOF
