@@ -49,3 +49,7 @@ test:
 
 demo:
 	bash test/demo.sh
+
+# PGXS does not track header dependencies; rebuild everything when a header
+# changes (the tree is small).
+$(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/*/*.h)

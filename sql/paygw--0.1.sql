@@ -130,15 +130,25 @@ AS 'MODULE_PATHNAME', 'paygw_status_by_order';
 COMMENT ON FUNCTION @extschema@.paygw_status_by_order(text, text, text) IS
     'Ask a gateway for the status of a payment by the merchant''s order id';
 
-CREATE FUNCTION @extschema@.paygw_request(provider text, id text, account text DEFAULT NULL)
+CREATE FUNCTION @extschema@.paygw_request(provider text, id text, account text DEFAULT NULL,
+                                          by_order boolean DEFAULT false)
 RETURNS paygw.request_preview
 LANGUAGE C VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'paygw_request';
-COMMENT ON FUNCTION @extschema@.paygw_request(text, text, text) IS
+COMMENT ON FUNCTION @extschema@.paygw_request(text, text, text, boolean) IS
     'The signed request paygw_status would send, without sending it (API keys redacted)';
+
+-- The signature an account's provider puts on a message, for comparing
+-- with a gateway's documentation.  Administrators only.
+CREATE FUNCTION paygw.sign(account text, message text)
+RETURNS text
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'paygw_sign';
 
 REVOKE ALL ON FUNCTION @extschema@.paygw_status(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.paygw_status_by_order(text, text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION @extschema@.paygw_request(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.paygw_request(text, text, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION paygw.sign(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION paygw.provider_list() FROM PUBLIC;

@@ -161,7 +161,8 @@ paygw_account_complete(PaygwAccount *account, Jsonb *options, PaygwError *err)
 
 /*
  * The account to use for prov: the one named name, or when name is NULL the
- * provider's only account.  Result and strings in CurrentMemoryContext; the
+ * provider's only account.  With prov NULL, the account named name whatever
+ * its provider.  Result and strings in CurrentMemoryContext; the
  * secrets are wiped when it is reset.  NULL with err filled when there is no
  * such account, or several and none was named.
  */
@@ -171,9 +172,11 @@ paygw_account_fetch(const PaygwProvider *prov, const char *name, PaygwError *err
 	MemoryContext cxt = CurrentMemoryContext;
 	PaygwAccount *account = NULL;
 	Datum		arg;
+
 	int			ret;
 	uint64		nrows;
 
+	Assert(prov != NULL || name != NULL);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
@@ -231,7 +234,11 @@ paygw_account_fetch(const PaygwProvider *prov, const char *name, PaygwError *err
 		Datum		options = SPI_getbinval(tuple, desc, 7, &isnull);
 		Jsonb	   *opts = NULL;
 
-		if (strcmp(provider, prov->name) != 0)
+		if (prov == NULL)
+			prov = paygw_provider_find(provider);
+		if (prov == NULL)
+			paygw_set_error(err, PAYGW_ERR_UNKNOWN_PROVIDER, "unknown payment provider \"%s\"", provider);
+		else if (strcmp(provider, prov->name) != 0)
 		{
 			paygw_set_error(err, PAYGW_ERR_UNKNOWN_ACCOUNT,
 							"account \"%s\" is not a %s account", name, prov->name);

@@ -30,6 +30,7 @@ PG_FUNCTION_INFO_V1(paygw_status_by_order);
 PG_FUNCTION_INFO_V1(paygw_request);
 PG_FUNCTION_INFO_V1(paygw_credentials_validate);
 PG_FUNCTION_INFO_V1(paygw_provider_list);
+PG_FUNCTION_INFO_V1(paygw_sign);
 
 static char *
 text_arg(FunctionCallInfo fcinfo, int n)
@@ -136,8 +137,9 @@ paygw_status_by_order(PG_FUNCTION_ARGS)
 }
 
 /*
- * paygw_request(provider, id, account): the request paygw_status would send
- * (method, url, headers, body), without sending it.  Sensitive header values
+ * paygw_request(provider, id, account, by_order): the request paygw_status
+ * (or paygw_status_by_order) would send: method, url, headers, body, without
+ * sending it.  Sensitive header values
  * (API keys) are redacted.
  */
 Datum
@@ -154,7 +156,9 @@ paygw_request(PG_FUNCTION_ARGS)
 	HeapTuple	tuple;
 
 	if (!paygw_call_prepare(&call, text_arg(fcinfo, 0), text_arg(fcinfo, 1),
-							text_arg(fcinfo, 2), PAYGW_LOOKUP_ID, &err))
+							text_arg(fcinfo, 2),
+							(!PG_ARGISNULL(3) && PG_GETARG_BOOL(3))
+							? PAYGW_LOOKUP_ORDER : PAYGW_LOOKUP_ID, &err))
 		paygw_raise(&err);
 
 	initStringInfo(&headers);
@@ -305,4 +309,37 @@ paygw_provider_list(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * paygw.sign(account, message): the signature the account's provider would
+ * put on message (OkePay ApiSignature, Obmenka DPAY_SECURE, AliKassa Sign,
+ * Morune webhook signature), for comparing with a gateway's documentation.
+ */
+Datum
+paygw_sign(PG_FUNCTION_ARGS)
+{
+	MemoryContext callcxt = call_context();
+	MemoryContext oldcxt = MemoryContextSwitchTo(callcxt);
+	char	   *message = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *wire;
+	PaygwAccount *account;
+	PaygwError	err;
+	char	   *signature;
+	text	   *result;
+
+	account = paygw_account_fetch(NULL, text_arg(fcinfo, 0), &err);
+	if (account == NULL)
+		paygw_raise(&err);
+
+	/* sign the UTF-8 bytes, as they would be sent */
+	wire = pg_server_to_any(message, strlen(message), PG_UTF8);
+	signature = account->provider->sign(account, wire, strlen(wire), &err);
+	if (signature == NULL)
+		paygw_raise(&err);
+
+	MemoryContextSwitchTo(oldcxt);
+	result = cstring_to_text(signature);
+	MemoryContextDelete(callcxt);
+	PG_RETURN_TEXT_P(result);
 }

@@ -34,6 +34,7 @@ extern bool paygw_hmac_sha256(const void *key, size_t keylen,
 
 /* encode.c */
 extern char *paygw_base64(const void *data, size_t len);
+extern char *paygw_hex(const void *data, size_t len);
 extern void paygw_append_form_encoded(StringInfo buf, const char *s);
 extern bool paygw_equal_timingsafe(const char *a, const char *b);
 extern void paygw_wipe(void *p, size_t len);

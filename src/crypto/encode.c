@@ -30,6 +30,25 @@ paygw_base64(const void *data, size_t len)
 }
 
 /*
+ * Lower-case hexadecimal of data, palloc'd.
+ */
+char *
+paygw_hex(const void *data, size_t len)
+{
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *p = data;
+	char	   *dst = palloc(len * 2 + 1);
+
+	for (size_t i = 0; i < len; i++)
+	{
+		dst[2 * i] = digits[p[i] >> 4];
+		dst[2 * i + 1] = digits[p[i] & 0x0F];
+	}
+	dst[len * 2] = '\0';
+	return dst;
+}
+
+/*
  * Append s to buf encoded the way PHP's http_build_query (RFC 1738) does:
  * A-Z a-z 0-9 - _ . stay, a space becomes '+', every other byte becomes %XX
  * with upper-case hex.  s is taken as raw bytes (callers pass UTF-8), so no

@@ -46,6 +46,20 @@ alikassa_check_id(PaygwLookup lookup, const char *id, PaygwError *err)
 	return paygw_check_id_text(&paygw_alikassa, lookup, id, 128, err);
 }
 
+/* Sign: base64 RSA PKCS#1 v1.5 signature over the body */
+static char *
+alikassa_sign(PaygwAccount *account, const char *message, size_t len,
+			  PaygwError *err)
+{
+	char	   *signature;
+
+	if (!paygw_rsa_sign_base64(account->secret, account->secret_password,
+							   strcmp(account->digest, "sha256") == 0 ? PAYGW_SHA256 : PAYGW_SHA1,
+							   message, len, &signature, err))
+		return NULL;
+	return signature;
+}
+
 static bool
 alikassa_build_request(PaygwAccount *account, PaygwLookup lookup,
 					   const char *id, PaygwHttpRequest *req, PaygwError *err)
@@ -54,9 +68,8 @@ alikassa_build_request(PaygwAccount *account, PaygwLookup lookup,
 	char	   *signature;
 
 	body = paygw_json_body(lookup == PAYGW_LOOKUP_ID ? "id" : "order_id", id);
-	if (!paygw_rsa_sign_base64(account->secret, account->secret_password,
-							   strcmp(account->digest, "sha256") == 0 ? PAYGW_SHA256 : PAYGW_SHA1,
-							   body, strlen(body), &signature, err))
+	signature = alikassa_sign(account, body, strlen(body), err);
+	if (signature == NULL)
 		return false;
 
 	req->method = "POST";
@@ -119,6 +132,7 @@ const PaygwProvider paygw_alikassa = {
 	.id_name = "id",
 	.order_name = "order_id",
 	.option_keys = alikassa_options,
+	.sign = alikassa_sign,
 	.check_account = alikassa_check_account,
 	.check_id = alikassa_check_id,
 	.build_request = alikassa_build_request,

@@ -51,6 +51,25 @@ morune_check_id(PaygwLookup lookup, const char *id, PaygwError *err)
 	return true;
 }
 
+/*
+ * Status calls are not signed; this is the webhook signature
+ * (x-api-sha256-signature): lower-case hex HMAC-SHA256 keyed with the shop's
+ * additional key over the body as sent.
+ */
+static char *
+morune_sign(PaygwAccount *account, const char *message, size_t len,
+			PaygwError *err)
+{
+	uint8		mac[32];
+	char	   *signature;
+
+	if (!paygw_hmac_sha256(account->secret, strlen(account->secret), message, len, mac, err))
+		return NULL;
+	signature = paygw_hex(mac, sizeof(mac));
+	paygw_wipe(mac, sizeof(mac));
+	return signature;
+}
+
 static bool
 morune_build_request(PaygwAccount *account, PaygwLookup lookup, const char *id,
 					 PaygwHttpRequest *req, PaygwError *err)
@@ -121,6 +140,7 @@ const PaygwProvider paygw_morune = {
 	.id_name = "invoice_id",
 	.order_name = "order_id",
 	.option_keys = morune_options,
+	.sign = morune_sign,
 	.check_account = morune_check_account,
 	.check_id = morune_check_id,
 	.build_request = morune_build_request,

@@ -37,9 +37,10 @@ static const char *const obmenka_options[] = {NULL};
  * base64(md5(salt || base64(sha1(data)) || salt)), palloc'd.
  */
 static char *
-obmenka_signature(const char *salt, const char *data, size_t len,
-				  PaygwError *err)
+obmenka_sign(PaygwAccount *account, const char *data, size_t len,
+			 PaygwError *err)
 {
+	const char *salt = account->secret;
 	uint8		sha1[20];
 	uint8		md5[16];
 	char	   *inner;
@@ -86,7 +87,7 @@ obmenka_build_request(PaygwAccount *account, PaygwLookup lookup,
 	char	   *signature;
 
 	body = paygw_json_body(lookup == PAYGW_LOOKUP_ID ? "tracking" : "payment_id", id);
-	signature = obmenka_signature(account->secret, body, strlen(body), err);
+	signature = obmenka_sign(account, body, strlen(body), err);
 	if (signature == NULL)
 		return false;
 
@@ -121,7 +122,7 @@ obmenka_verify(PaygwAccount *account, PaygwHttpResponse *resp, PaygwError *err)
 
 	if (resp->captured_header == NULL)
 		return SIG_MISSING;
-	expected = obmenka_signature(account->secret, resp->body, resp->body_len, err);
+	expected = obmenka_sign(account, resp->body, resp->body_len, err);
 	if (expected == NULL)
 		return SIG_ERROR;
 	return paygw_equal_timingsafe(expected, resp->captured_header) ? SIG_VALID : SIG_INVALID;
@@ -209,6 +210,7 @@ const PaygwProvider paygw_obmenka = {
 	.id_name = "tracking",
 	.order_name = "payment_id",
 	.option_keys = obmenka_options,
+	.sign = obmenka_sign,
 	.check_account = obmenka_check_account,
 	.check_id = obmenka_check_id,
 	.build_request = obmenka_build_request,

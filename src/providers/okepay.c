@@ -69,20 +69,33 @@ okepay_check_id(PaygwLookup lookup, const char *id, PaygwError *err)
 	return true;
 }
 
+/* ApiSignature of a query string: base64(HMAC-SHA256(secret, query)) */
+static char *
+okepay_sign(PaygwAccount *account, const char *message, size_t len,
+			PaygwError *err)
+{
+	uint8		mac[32];
+	char	   *signature;
+
+	if (!paygw_hmac_sha256(account->secret, strlen(account->secret), message, len, mac, err))
+		return NULL;
+	signature = paygw_base64(mac, sizeof(mac));
+	paygw_wipe(mac, sizeof(mac));
+	return signature;
+}
+
 static bool
 okepay_build_request(PaygwAccount *account, PaygwLookup lookup, const char *id,
 					 PaygwHttpRequest *req, PaygwError *err)
 {
-	uint8		mac[32];
 	char	   *signature;
 	StringInfoData url;
 
 	(void) lookup;
 	/* the message is the (empty) query of all other parameters */
-	if (!paygw_hmac_sha256(account->secret, strlen(account->secret), "", 0, mac, err))
+	signature = okepay_sign(account, "", 0, err);
+	if (signature == NULL)
 		return false;
-	signature = paygw_base64(mac, sizeof(mac));
-	paygw_wipe(mac, sizeof(mac));
 
 	initStringInfo(&url);
 	/* leading zeros are dropped: the id is an integer */
@@ -156,6 +169,7 @@ const PaygwProvider paygw_okepay = {
 	.id_name = "gateway id",
 	.order_name = NULL,
 	.option_keys = okepay_options,
+	.sign = okepay_sign,
 	.check_account = okepay_check_account,
 	.check_id = okepay_check_id,
 	.build_request = okepay_build_request,

@@ -31,6 +31,13 @@ typedef struct PaygwProvider
 	const char *order_name;		/* ... for the merchant's id, NULL if none */
 	const char *const *option_keys; /* allowed keys of credentials.options */
 
+	/*
+	 * The gateway's signature of message (for paygw.sign and the vectors).
+	 * account supplies secret, secret_password and digest.  NULL with err
+	 * filled when the provider cannot sign.
+	 */
+	char	   *(*sign) (PaygwAccount *account, const char *message, size_t len,
+						 PaygwError *err);
 	/* check merchant_id, secret and options of a credential row */
 	bool		(*check_account) (PaygwAccount *account, PaygwError *err);
 	/* check an id against the gateway's format rules */
