@@ -25,8 +25,7 @@ OBJS = \
 	src/providers/alikassa.o \
 	src/providers/morune.o
 
-REGRESS = setup signing credentials status errors privileges
-REGRESS_OPTS = --load-extension=paygw
+REGRESS = setup signing status errors credentials privileges
 
 PKG_CONFIG ?= pkg-config
 # The server headers are included as system headers, so -Wextra reports

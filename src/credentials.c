@@ -80,7 +80,14 @@ copy_text(HeapTuple tuple, TupleDesc desc, int col, MemoryContext cxt, bool wipe
 	if (wipe)
 	{
 		paygw_wipe(VARDATA_ANY(t), len);
-		if ((Pointer) t != DatumGetPointer(d))
+
+		/*
+		 * An inline (possibly compressed) original holds the secret too;
+		 * its header stays intact so the tuple's later columns can still be
+		 * read.  An out-of-line TOAST pointer holds no secret and must not
+		 * be touched.
+		 */
+		if ((Pointer) t != DatumGetPointer(d) && !VARATT_IS_EXTERNAL(DatumGetPointer(d)))
 			paygw_wipe(VARDATA_ANY(DatumGetPointer(d)), VARSIZE_ANY_EXHDR(DatumGetPointer(d)));
 	}
 	return s;
@@ -186,7 +193,7 @@ paygw_account_fetch(const PaygwProvider *prov, const char *name, PaygwError *err
 		ret = SPI_execute_plan(prepare_once(&plan_by_name,
 											"SELECT " CREDENTIAL_COLUMNS
 											" FROM paygw.credentials WHERE name = $1"),
-							   &arg, NULL, true, 2);
+							   &arg, NULL, false, 2);
 	}
 	else
 	{
@@ -195,7 +202,7 @@ paygw_account_fetch(const PaygwProvider *prov, const char *name, PaygwError *err
 											"SELECT " CREDENTIAL_COLUMNS
 											" FROM paygw.credentials WHERE provider = $1"
 											" ORDER BY name"),
-							   &arg, NULL, true, 0);
+							   &arg, NULL, false, 0);
 	}
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading paygw.credentials failed: %s", SPI_result_code_string(ret));
@@ -332,6 +339,8 @@ paygw_parse_base_url(const char *url, char **normalized, PaygwError *err)
 		return base_url_error(err, "The scheme must be https (or http for a loopback host).");
 
 	host = p;
+	if (strchr(p, '@') != NULL && (strchr(p, '/') == NULL || strchr(p, '@') < strchr(p, '/')))
+		return base_url_error(err, "User information (user:password@) is not allowed in base_url.");
 	if (*p == '[')
 	{
 		while (*p && *p != ']')

@@ -316,11 +316,11 @@ transfer_finish(Transfer *t, CURLcode code, PaygwHttpRequest *req,
 {
 	const char *label = req->label;
 	double		total = 0;
-	curl_off_t	connect_us = 0;
+	curl_off_t	pretransfer_us = 0;
 
 	curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &resp->status);
 	curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &total);
-	curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+	curl_easy_getinfo(t->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer_us);
 	resp->elapsed_ms = total * 1000.0;
 
 	if (code == CURLE_OK && !t->too_large && !t->out_of_memory)
@@ -360,9 +360,10 @@ transfer_finish(Transfer *t, CURLcode code, PaygwHttpRequest *req,
 			break;
 		case CURLE_OPERATION_TIMEDOUT:
 			paygw_set_error(&resp->err, PAYGW_ERR_TIMEOUT, "%s gateway did not answer in time", label);
-			if (connect_us == 0)
-				paygw_error_detail(&resp->err, "No connection was established within paygw.connect_timeout (%d ms).",
-								   paygw_connect_timeout_ms);
+			/* a reused connection has no connect time: ask whether it was sent */
+			if (pretransfer_us == 0)
+				paygw_error_detail(&resp->err, "No connection was established within %d ms (paygw.connect_timeout).",
+								   Min(paygw_connect_timeout_ms, paygw_timeout_ms));
 			else
 				paygw_error_detail(&resp->err, "No complete reply arrived within paygw.timeout (%d ms).",
 								   paygw_timeout_ms);

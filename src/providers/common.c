@@ -198,7 +198,8 @@ paygw_reply_error(const PaygwProvider *prov, long http_status, long body_code,
 		paygw_set_error(err, PAYGW_ERR_AUTH_REJECTED,
 						"%s gateway rejected the credentials or the signature", prov->name);
 	else if (http_status == 404 || body_code == 404 ||
-			 contains_ci(message, "not found") || contains_ci(message, "не найден"))
+			 contains_ci(message, "not found") || contains_ci(message, "не найден") ||
+			 (message && pg_strncasecmp(message, "no ", 3) == 0 && contains_ci(message, " found")))
 		paygw_set_error(err, PAYGW_ERR_NOT_FOUND, "payment not found at the %s gateway", prov->name);
 	else if (body_code == 401 || body_code == 403)
 		paygw_set_error(err, PAYGW_ERR_AUTH_REJECTED,

@@ -1,0 +1,66 @@
+--
+-- privileges: a role without grants can neither read secrets nor call the
+-- functions; with the grants the README documents it can call the status
+-- functions, and still cannot read or change credentials or use the
+-- signing helpers.
+--
+\set VERBOSITY default
+CREATE ROLE regress_paygw_app NOLOGIN;
+CREATE ROLE regress_paygw_nobody NOLOGIN;
+
+-- no grants at all
+SET ROLE regress_paygw_nobody;
+SELECT secret FROM paygw.credentials;
+SELECT * FROM paygw.accounts;
+SELECT * FROM paygw_status('okepay', '106');
+SELECT * FROM paygw_status_by_order('morune', 'mo-order-1');
+SELECT * FROM paygw_request('okepay', '106');
+SELECT paygw.sign('ok', 'x');
+RESET ROLE;
+
+-- PUBLIC holds no privilege on paygw's objects
+SELECT c.relname, replace(c.relacl::text, current_user, 'OWNER') AS acl FROM pg_class c
+ WHERE c.relnamespace = 'paygw'::regnamespace AND c.relkind IN ('r', 'v') ORDER BY 1;
+SELECT p.oid::regprocedure AS function, replace(p.proacl::text, current_user, 'OWNER') AS acl
+  FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
+ WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'paygw')
+ ORDER BY p.oid::regprocedure::text;
+
+-- every SECURITY DEFINER function pins its search_path
+SELECT p.oid::regprocedure AS function, p.proconfig
+  FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
+ WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'paygw')
+   AND p.prosecdef ORDER BY p.oid::regprocedure::text;
+
+-- the documented application grants
+GRANT USAGE ON SCHEMA paygw TO regress_paygw_app;
+GRANT EXECUTE ON FUNCTION paygw_status(text, text, text),
+                          paygw_status_by_order(text, text, text) TO regress_paygw_app;
+
+SET ROLE regress_paygw_app;
+SELECT provider, account, status FROM paygw_status('okepay', '106');
+SELECT provider, status = 'paid'::paygw.payment_status AS paid
+  FROM paygw_status_by_order('morune', 'mo-order-1');
+-- still no access to secrets, the dry run or signing
+SELECT secret FROM paygw.credentials;
+SELECT name FROM paygw.credentials;
+UPDATE paygw.credentials SET base_url = NULL;
+INSERT INTO paygw.credentials (name, provider, merchant_id, secret) VALUES ('evil', 'okepay', 'x', 'y');
+DELETE FROM paygw.credentials;
+SELECT * FROM paygw_request('okepay', '106');
+SELECT paygw.sign('ok', 'x');
+-- nor the settings
+SET paygw.timeout = '10min';
+SET paygw.max_response_size = '64MB';
+-- errors raised for this role carry no secret either
+SELECT * FROM paygw_status('okepay', '999');
+RESET ROLE;
+
+-- the credentials survive intact
+SELECT name, provider FROM paygw.accounts ORDER BY name;
+
+REVOKE ALL ON SCHEMA paygw FROM regress_paygw_app;
+REVOKE ALL ON FUNCTION paygw_status(text, text, text),
+                       paygw_status_by_order(text, text, text) FROM regress_paygw_app;
+DROP ROLE regress_paygw_app;
+DROP ROLE regress_paygw_nobody;

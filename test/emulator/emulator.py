@@ -1,0 +1,1397 @@
+#!/usr/bin/python3
+"""paygw gateway emulator.
+
+A loopback-only HTTP/1.1 server that plays the payment-status endpoints of the four
+gateways paygw talks to (OkePay, Obmenka, AliKassa, Morune).  It checks every request
+signature and credential the way the gateways document them, answers from a fixtures
+file (plus synthetic payments for benchmarks) and injects network and payload faults on
+demand.  Standard library plus `cryptography` (RSA verification for AliKassa) only.
+
+Usage and the URL layout are described in README.md beside this file.
+"""
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import http
+import ipaddress
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import struct
+import sys
+import time
+import traceback
+from email.utils import formatdate
+from urllib.parse import unquote, unquote_to_bytes
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+
+PROVIDERS = ("okepay", "obmenka", "alikassa", "morune")
+JSON_TYPE = "application/json"
+HTML_TYPE = "text/html; charset=utf-8"
+
+MAX_HEAD = 64 * 1024          # request line + headers
+MAX_BODY = 1024 * 1024        # request body
+IDLE_TIMEOUT = 75.0           # keep-alive connection with no new request
+BODY_TIMEOUT = 30.0           # reading a request body once the head has arrived
+NOREPLY_LIMIT = 120.0         # `noreply` holds the connection at most this long
+SLOWBODY_BYTES = 600          # `slowbody`: 600 bytes at one per 500 ms = 5 minutes
+SLOWBODY_INTERVAL = 0.5
+RESETMID_LENGTH = 1000
+RESETMID_SENT = 10
+TRUNCATED_MISSING = 100
+SYNTHETIC_OKEPAY_MIN = 1000000
+SYNTHETIC_PREFIX = "bench-"
+SYNTHETIC_MORUNE_UUID = "00000000-0000-4000-8000-"
+
+REASONS = {status.value: status.phrase for status in http.HTTPStatus}
+TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+HEX = re.compile(rb"[0-9A-Fa-f]{1,8}")
+
+
+# --------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------
+
+def dump_json(obj):
+    """Compact JSON as UTF-8 bytes, non-ASCII written raw (\\u escapes only if unencodable)."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:        # a lone surrogate echoed back from a client's JSON
+        return json.dumps(obj, separators=(",", ":")).encode("ascii")
+
+
+def form_decode(raw):
+    """Decode one query component with form semantics: '+' is a space, then %XX, then UTF-8."""
+    return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8", "replace")
+
+
+def parse_query(raw):
+    """Split a raw query string (bytes) into (raw_pair, key, value); key and value decoded."""
+    pairs = []
+    for pair in raw.split(b"&"):
+        if pair:
+            key, _, value = pair.partition(b"=")
+            pairs.append((pair, form_decode(key), form_decode(value)))
+    return pairs
+
+
+def media_type(value):
+    """The media type of a Content-Type value, lower-cased, without parameters."""
+    return (value or "").split(";", 1)[0].strip().lower()
+
+
+def okepay_signature(secret, message):
+    """OkePay ApiSignature: base64(HMAC-SHA256(secret, message)), as bytes."""
+    return base64.b64encode(hmac.new(secret, message, hashlib.sha256).digest())
+
+
+def obmenka_secure(salt, body_sha1):
+    """Obmenka DPAY_SECURE: base64(md5(salt || base64(sha1(body)) || salt)) from sha1(body)."""
+    inner = base64.b64encode(body_sha1)
+    return base64.b64encode(hashlib.md5(salt + inner + salt).digest()).decode("ascii")
+
+
+def is_synthetic_text(value):
+    return value is not None and value.startswith(SYNTHETIC_PREFIX)
+
+
+class FixtureError(Exception):
+    """The fixtures file cannot be used."""
+
+
+# --------------------------------------------------------------------------------------
+# Fault modes
+# --------------------------------------------------------------------------------------
+
+FAULT_LIMITS = {                 # modes that take a number, with the accepted range
+    "delay": (0, 600000),
+    "status": (200, 599),
+    "oversize": (0, 1 << 32),
+    "oversize_chunked": (0, 1 << 32),
+    "deepnest": (1, 10000000),
+}
+FAULT_FLAGS = {
+    "noreply", "malformed", "notjson", "emptybody", "badsig", "nosig", "reset", "resetmid",
+    "truncated", "slowbody", "notfound200", "authfail", "nul", "badutf8", "hugenumber",
+    "wrongtypes",
+}
+BODY_MODES = ("status", "malformed", "notjson", "emptybody", "oversize", "oversize_chunked",
+              "notfound200", "authfail")
+DELIVERY_MODES = ("noreply", "reset", "resetmid", "truncated", "slowbody")
+SIGNATURE_MODES = ("badsig", "nosig")
+
+MALFORMED_BODY = b'{"status":"success","data":[{"id":'
+HTML_BODY = (b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
+             b"<body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>\n")
+# Placeholders put into the reply object, replaced by raw bytes after serialisation.
+MARK_NUL = "\ue000nul\ue000"
+MARK_BADUTF8 = "\ue000badutf8\ue000"
+MARK_HUGE = "\ue000huge\ue000"
+MARK_NEST = "\ue000nest\ue000"
+BAD_UTF8_BYTES = b"\xff\xfe\xc3\x28"
+HUGE_NUMBER = b"9" * 400
+
+
+def parse_faults(spec):
+    """Parse a fault spec ("delay=100,status=503" or a list of items) into (name, arg) pairs."""
+    if spec is None:
+        return []
+    if isinstance(spec, list) and all(isinstance(item, str) for item in spec):
+        spec = ",".join(spec)
+    if not isinstance(spec, str):
+        raise ValueError("a fault spec is a string like \"delay=100,status=503\"")
+    faults = []
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, eq, value = item.partition("=")
+        name = name.strip().lower()
+        value = value.strip()
+        if name in FAULT_LIMITS:
+            if not eq or not value.isdigit():
+                raise ValueError(f"fault mode {name} needs a number: {name}=N")
+            number = int(value)
+            low, high = FAULT_LIMITS[name]
+            if not low <= number <= high:
+                raise ValueError(f"fault mode {name}={number} is out of range {low}..{high}")
+            faults.append((name, number))
+        elif name in FAULT_FLAGS:
+            if eq:
+                raise ValueError(f"fault mode {name} takes no value")
+            faults.append((name, None))
+        else:
+            raise ValueError(f"unknown fault mode {name!r}")
+    return faults
+
+
+class Plan:
+    """The fault modes of one request, grouped.  Within a group the first mode given wins;
+    delays add up; transforms (nul, badutf8, deepnest, hugenumber, wrongtypes) combine."""
+
+    __slots__ = ("delay_ms", "body", "body_arg", "delivery", "sig", "transforms", "names")
+
+    def __init__(self, faults):
+        self.delay_ms = 0
+        self.body = self.body_arg = self.delivery = self.sig = None
+        self.transforms = {}
+        self.names = [name for name, _ in faults]
+        for name, arg in faults:
+            if name == "delay":
+                self.delay_ms += arg
+            elif name in BODY_MODES:
+                if self.body is None:
+                    self.body, self.body_arg = name, arg
+            elif name in DELIVERY_MODES:
+                if self.delivery is None:
+                    self.delivery = name
+            elif name in SIGNATURE_MODES:
+                if self.sig is None:
+                    self.sig = name
+            else:
+                self.transforms[name] = arg
+        if self.delivery is None and self.body == "oversize_chunked":
+            self.delivery = "chunked"
+
+
+class Body:
+    """A reply body: a list of segments, each bytes or a (byte, count) run made on the fly,
+    so that `oversize` bodies of any size cost no memory."""
+
+    __slots__ = ("segments", "length")
+
+    def __init__(self, *segments):
+        self.segments = [seg for seg in segments if (len(seg) if isinstance(seg, bytes) else seg[1])]
+        self.length = sum(len(seg) if isinstance(seg, bytes) else seg[1] for seg in self.segments)
+
+    def chunks(self, size=65536):
+        for seg in self.segments:
+            if isinstance(seg, bytes):
+                for start in range(0, len(seg), size):
+                    yield seg[start:start + size]
+            else:
+                byte, count = seg
+                block = byte * min(size, count)
+                while count > 0:
+                    step = min(size, count)
+                    yield block if step == len(block) else block[:step]
+                    count -= step
+
+    def head(self, limit):
+        out = bytearray()
+        for chunk in self.chunks():
+            out += chunk[:limit - len(out)]
+            if len(out) >= limit:
+                break
+        return bytes(out)
+
+    def sha1(self):
+        digest = hashlib.sha1()
+        for chunk in self.chunks(1 << 20):
+            digest.update(chunk)
+        return digest.digest()
+
+
+def pad_json(raw, total):
+    """A JSON object of `total` bytes (or the reply itself if bigger): the reply with a
+    leading "padding" member of x characters."""
+    if not raw.startswith(b"{"):
+        return Body(raw)
+    head = b'{"padding":"'
+    tail = b'"}' if raw == b"{}" else b'",' + raw[1:]
+    return Body(head, (b"x", max(0, total - len(head) - len(tail))), tail)
+
+
+# --------------------------------------------------------------------------------------
+# HTTP/1.1 request parsing
+# --------------------------------------------------------------------------------------
+
+class HttpError(Exception):
+    """A request that cannot be parsed; answered with `code` and the connection closed."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Request:
+    """One parsed request.  `path` is the raw path (latin-1 text, not percent-decoded),
+    `query` the raw query bytes, header names lower-case."""
+
+    __slots__ = ("method", "path", "query", "version", "headers", "dups", "body", "keep_alive")
+
+    def header(self, name):
+        return self.headers.get(name)
+
+    def single_header(self, name):
+        """A header's value, or None when it is missing or was sent more than once."""
+        return None if name in self.dups else self.headers.get(name)
+
+
+async def read_request(reader, writer):
+    """Read one request from the stream; None when the client has gone or stayed idle."""
+    head = b""
+    while not head:
+        try:
+            async with asyncio.timeout(IDLE_TIMEOUT):
+                head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return None
+        except asyncio.LimitOverrunError:
+            raise HttpError(431, "request head too large")
+        except TimeoutError:
+            return None
+        head = head.lstrip(b"\r\n")
+    lines = head[:-4].split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3:
+        raise HttpError(400, "bad request line")
+    method, target, version = parts
+    if not TOKEN.fullmatch(method):
+        raise HttpError(400, "bad method")
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        raise HttpError(505 if version.startswith(b"HTTP/") else 400, "unsupported HTTP version")
+    headers, dups = {}, set()
+    for line in lines[1:]:
+        if not line or line[0] in b" \t":
+            raise HttpError(400, "obsolete header line folding")
+        name, sep, value = line.partition(b":")
+        if not sep or not TOKEN.fullmatch(name):
+            raise HttpError(400, "bad header line")
+        key = name.decode("ascii").lower()
+        text = value.strip(b" \t").decode("latin-1")
+        if key in headers:
+            if key == "content-length" and text != headers[key]:
+                raise HttpError(400, "conflicting Content-Length")
+            dups.add(key)
+            continue
+        headers[key] = text
+    if target.startswith(b"/"):
+        pass
+    elif target[:7].lower() == b"http://" or target[:8].lower() == b"https://":
+        rest = target.split(b"//", 1)[1]
+        target = b"/" + rest.partition(b"/")[2]
+    else:
+        raise HttpError(400, "bad request target")
+    path, _, query = target.partition(b"?")
+
+    req = Request()
+    req.method = method.decode("ascii")
+    req.path = path.decode("latin-1")
+    req.query = query.partition(b"#")[0]
+    req.version = version.decode("ascii")
+    req.headers = headers
+    req.dups = dups
+    tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+    req.keep_alive = ("close" not in tokens) if version == b"HTTP/1.1" else ("keep-alive" in tokens)
+    req.body = await read_body(reader, writer, req)
+    return req
+
+
+async def read_body(reader, writer, req):
+    """Read the body announced by Content-Length or chunked Transfer-Encoding."""
+    te = req.headers.get("transfer-encoding")
+    cl = req.headers.get("content-length")
+    if te is None and cl is None:
+        return b""
+    if te is not None and cl is not None:
+        raise HttpError(400, "both Transfer-Encoding and Content-Length")
+    if te is not None and te.lower() != "chunked":
+        raise HttpError(501, "unsupported Transfer-Encoding")
+    if cl is not None:
+        if not cl.isdigit():
+            raise HttpError(400, "bad Content-Length")
+        length = int(cl)
+        if length > MAX_BODY:
+            raise HttpError(413, "request body too large")
+        if length == 0:
+            return b""
+    if req.headers.get("expect", "").lower() == "100-continue" and req.version == "HTTP/1.1":
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            if cl is not None:
+                return await reader.readexactly(length)
+            return await read_chunked(reader)
+    except TimeoutError:
+        raise HttpError(408, "request body timeout")
+    except asyncio.LimitOverrunError:
+        raise HttpError(400, "bad chunk")
+
+
+async def read_chunked(reader):
+    body = bytearray()
+    while True:
+        line = await reader.readuntil(b"\r\n")
+        size_text = line[:-2].split(b";", 1)[0].strip(b" \t")
+        if not HEX.fullmatch(size_text):
+            raise HttpError(400, "bad chunk size")
+        size = int(size_text, 16)
+        if size == 0:
+            break
+        if len(body) + size > MAX_BODY:
+            raise HttpError(413, "request body too large")
+        body += await reader.readexactly(size)
+        if await reader.readexactly(2) != b"\r\n":
+            raise HttpError(400, "bad chunk end")
+    while await reader.readuntil(b"\r\n") != b"\r\n":     # trailer fields, ignored
+        pass
+    return bytes(body)
+
+
+# --------------------------------------------------------------------------------------
+# Providers
+# --------------------------------------------------------------------------------------
+
+class Answer:
+    """A provider's reply to one request before faults: HTTP code, reply object, the
+    payment object inside it (for payload faults), the payment's own `_fault` modes, the
+    requested id (for not-found texts) and, for Obmenka, the reply signer."""
+
+    __slots__ = ("code", "obj", "outcome", "payment", "faults", "ref", "signer")
+
+    def __init__(self, code, obj, outcome, payment=None, faults=(), ref=None, signer=None):
+        self.code = code
+        self.obj = obj
+        self.outcome = outcome
+        self.payment = payment
+        self.faults = faults
+        self.ref = ref
+        self.signer = signer
+
+
+def no_route():
+    return Answer(404, {"error": "no such endpoint"}, "no_route")
+
+
+def wrong_method(allowed):
+    return Answer(405, {"error": f"method not allowed, use {allowed}"}, "bad_method")
+
+
+class Provider:
+    """What the four gateways share: accounts, the payment store with its two indexes
+    (gateway id and merchant order id), `_sequence`/`_fault` directives and counting."""
+
+    name = ""
+    id_field = ""            # the gateway's own payment id
+    order_field = ""         # the merchant's id
+    status_field = "status"
+    amount_field = "amount"
+    paid_status = ""
+
+    def __init__(self, emu):
+        self.emu = emu
+        self.accounts = {}
+        self.payments = []
+        self.by_id = {}
+        self.by_order = {}
+
+    # -- fixtures ---------------------------------------------------------------------
+
+    def load(self, accounts, payments, base_dir):
+        if not isinstance(accounts, list) or not isinstance(payments, list):
+            raise FixtureError(f"{self.name}: accounts and payments must be lists")
+        try:
+            self.accounts = self.parse_accounts(accounts, base_dir)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise FixtureError(f"{self.name}: bad account entry ({exc!r})")
+        for payment in payments:
+            error = self.check_payment(payment)
+            if error:
+                raise FixtureError(f"{self.name}: {error}")
+        self.payments = [dict(p) for p in payments]
+        self.reindex()
+
+    def parse_accounts(self, accounts, base_dir):
+        raise NotImplementedError
+
+    def check_payment(self, payment):
+        """An error text when `payment` cannot be stored, else None."""
+        if not isinstance(payment, dict):
+            return "a payment must be an object"
+        if payment.get(self.id_field) is None:
+            return f"a payment needs the field {self.id_field!r}"
+        sequence = payment.get("_sequence")
+        if sequence is not None and (not isinstance(sequence, list) or not sequence
+                                     or not all(isinstance(s, str) for s in sequence)):
+            return "_sequence must be a non-empty list of status strings"
+        try:
+            parse_faults(payment.get("_fault"))
+        except ValueError as exc:
+            return f"bad _fault: {exc}"
+        return None
+
+    def key_of(self, value):
+        """Index key of an id value: ids compare as strings."""
+        return str(value)
+
+    def reindex(self):
+        self.by_id = {self.key_of(p[self.id_field]): p for p in self.payments}
+        self.by_order = {self.key_of(p[self.order_field]): p for p in self.payments
+                         if p.get(self.order_field) is not None}
+
+    def find(self, gid, oid):
+        """The payment with gateway id `gid` and/or order id `oid` (both must agree)."""
+        by_gid = by_oid = None
+        if gid is not None:
+            by_gid = self.by_id.get(self.key_of(gid))
+            if by_gid is None:
+                return None
+        if oid is not None:
+            by_oid = self.by_order.get(self.key_of(oid))
+            if by_oid is None:
+                return None
+        if by_gid is not None and by_oid is not None and by_gid is not by_oid:
+            return None
+        return by_gid or by_oid
+
+    def upsert(self, payment, old=None):
+        if old is not None:
+            self.payments[self.payments.index(old)] = payment
+        else:
+            self.payments.append(payment)
+        self.reindex()
+
+    # -- replies ------------------------------------------------------------------------
+
+    def count(self, gid):
+        """Count one request for a payment; returns how many came before it."""
+        key = f"{self.name}:{self.key_of(gid)}"
+        seen = self.emu.by_payment.get(key, 0)
+        self.emu.by_payment[key] = seen + 1
+        return seen
+
+    def view(self, payment):
+        """The reply copy of a stored payment (directives removed, `_sequence` applied)
+        and its `_fault` modes; counts the request."""
+        seen = self.count(payment[self.id_field])
+        view = {k: v for k, v in payment.items() if not k.startswith("_")}
+        sequence = payment.get("_sequence")
+        if sequence:
+            view[self.status_field] = sequence[min(seen, len(sequence) - 1)]
+        faults = parse_faults(payment["_fault"]) if "_fault" in payment else ()
+        return view, faults
+
+    def synthetic_status(self):
+        return self.emu.config["synthetic_status"].get(self.name, self.paid_status)
+
+    def wrap(self, view):
+        """The whole reply around a payment object."""
+        return view
+
+    def found(self, payment, signer=None, ref=None):
+        view, faults = self.view(payment)
+        return Answer(200, self.wrap(view), "found", payment=view, faults=faults,
+                      ref=ref, signer=signer)
+
+    def synthetic(self, view, signer=None, ref=None):
+        self.count(view[self.id_field])
+        return Answer(200, self.wrap(view), "synthetic", payment=view, ref=ref, signer=signer)
+
+    def rejected(self, code, obj, signer=None):
+        self.emu.signature_failures += 1
+        return Answer(code, obj, "auth_failed", signer=signer)
+
+    def not_found_obj(self, ref):
+        raise NotImplementedError
+
+    def auth_fail(self):
+        """(HTTP code, body) of this gateway's credential-rejected reply."""
+        raise NotImplementedError
+
+    def handle(self, req, path):
+        raise NotImplementedError
+
+
+class OkePay(Provider):
+    """OkePay (Payrexx API): GET /v1.0/Gateway/{id}/ and /v1.0/SignatureCheck/ with
+    `instance` and `ApiSignature` = base64(HMAC-SHA256(secret, other query pairs, raw))."""
+
+    name = "okepay"
+    id_field = "id"
+    order_field = "referenceId"
+    paid_status = "confirmed"
+    GATEWAY = re.compile(r"/v1\.0/Gateway/([^/]*)/?")
+    SIGNATURE_CHECK = re.compile(r"/v1\.0/SignatureCheck/?")
+    INTEGER = re.compile(r"-?[0-9]{1,19}")
+    BAD_SIGNATURE = {"status": "error", "message": "The API Signature is not valid"}
+
+    def parse_accounts(self, accounts, base_dir):
+        return {a["instance"]: a["secret"].encode("utf-8") for a in accounts}
+
+    def not_found_obj(self, ref):
+        return {"status": "error", "message": f"No Gateway found with id {ref if ref is not None else 0}"}
+
+    def auth_fail(self):
+        return 401, dict(self.BAD_SIGNATURE)
+
+    def wrap(self, view):
+        return {"status": "success", "data": [view]}
+
+    def handle(self, req, path):
+        match = self.GATEWAY.fullmatch(path)
+        signature_check = match is None and self.SIGNATURE_CHECK.fullmatch(path) is not None
+        if match is None and not signature_check:
+            return no_route()
+        if req.method != "GET":
+            return wrong_method("GET")
+        instance = signature = None
+        message = []
+        for raw, key, value in parse_query(req.query):
+            if key == "instance":
+                instance = value
+            elif key == "ApiSignature":
+                signature = value
+            else:
+                message.append(raw)
+        secret = self.accounts.get(instance)
+        if secret is None:
+            return self.rejected(401, {"status": "error", "message": "Instance not found"})
+        expected = okepay_signature(secret, b"&".join(message))
+        if signature is None or not hmac.compare_digest(signature.encode("utf-8"), expected):
+            return self.rejected(401, dict(self.BAD_SIGNATURE))
+        if signature_check:
+            return Answer(200, {"status": "success", "data": [{"id": 1}]}, "signature_ok")
+        raw_id = match.group(1)
+        if not self.INTEGER.fullmatch(raw_id) or not -2**63 <= int(raw_id) < 2**63:
+            return Answer(400, {"status": "error", "message": "Invalid gateway id"}, "invalid")
+        gid = int(raw_id)
+        payment = self.by_id.get(str(gid))
+        if payment is not None:
+            return self.found(payment, ref=gid)
+        if gid >= SYNTHETIC_OKEPAY_MIN:
+            return self.synthetic(self.make_synthetic(gid), ref=gid)
+        return Answer(404, self.not_found_obj(gid), "not_found", ref=gid)
+
+    def make_synthetic(self, gid):
+        return {
+            "id": gid, "status": self.synthetic_status(), "hash": f"bench{gid}",
+            "referenceId": f"bench-{gid}", "link": f"https://bench.okepay.info/?payment=bench{gid}",
+            "invoices": [], "amount": 100000, "currency": "EUR", "vatRate": None, "sku": None,
+            "createdAt": 1700000000, "preAuthorization": False, "reservation": False,
+            "fields": {}, "psp": [], "pm": [],
+        }
+
+
+class Obmenka(Provider):
+    """Obmenka (dpay engine): POST /api/einvoice/status, JSON body, headers DPAY_CLIENT and
+    DPAY_SECURE = base64(md5(salt || base64(sha1(body)) || salt)); replies signed alike."""
+
+    name = "obmenka"
+    id_field = "tracking"
+    order_field = "payment_id"
+    paid_status = "PAYED"
+    PATH = "/api/einvoice/status"
+    NOT_FOUND = {"error": {"code": 401, "message": "Payment not found"}}
+    INVALID_SIGNATURE = {"error": {"code": 403, "message": "Invalid signature"}}
+    UNKNOWN_CLIENT = {"error": {"code": 403, "message": "Unknown client"}}
+    INVALID_REQUEST = {"error": {"code": 400, "message": "Invalid request"}}
+
+    def parse_accounts(self, accounts, base_dir):
+        return {str(a["client"]): a["salt"].encode("utf-8") for a in accounts}
+
+    def not_found_obj(self, ref):
+        return json.loads(json.dumps(self.NOT_FOUND))
+
+    def auth_fail(self):
+        return 403, json.loads(json.dumps(self.INVALID_SIGNATURE))
+
+    @staticmethod
+    def signer_for(salt):
+        def sign(body_sha1, wrong=False):
+            return obmenka_secure(b"wrong-" + salt if wrong else salt, body_sha1)
+        return sign
+
+    def handle(self, req, path):
+        if path != self.PATH:
+            return no_route()
+        if req.method != "POST":
+            return wrong_method("POST")
+        salt = self.accounts.get(req.single_header("dpay_client"))
+        if salt is None:
+            return self.rejected(403, self.UNKNOWN_CLIENT)        # unsigned: no salt to use
+        signer = self.signer_for(salt)
+        given = req.single_header("dpay_secure")
+        expected = obmenka_secure(salt, hashlib.sha1(req.body).digest())
+        if given is None or not hmac.compare_digest(given.encode("latin-1"), expected.encode("ascii")):
+            return self.rejected(403, self.INVALID_SIGNATURE, signer)
+        invalid = Answer(400, self.INVALID_REQUEST, "invalid", signer=signer)
+        if media_type(req.header("content-type")) != JSON_TYPE:
+            return invalid
+        try:
+            data = json.loads(req.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return invalid
+        if not isinstance(data, dict):
+            return invalid
+        tracking, payment_id = data.get("tracking"), data.get("payment_id")
+        if any(v is not None and not isinstance(v, str) for v in (tracking, payment_id)):
+            return invalid
+        tracking, payment_id = tracking or None, payment_id or None
+        if tracking is None and payment_id is None:
+            return invalid
+        payment = self.find(tracking, payment_id)
+        if payment is not None:
+            return self.found(payment, signer)
+        if all(v is None or is_synthetic_text(v) for v in (tracking, payment_id)):
+            return self.synthetic(self.make_synthetic(tracking or payment_id, payment_id or tracking), signer)
+        return Answer(200, self.NOT_FOUND, "not_found", signer=signer)
+
+    def make_synthetic(self, tracking, payment_id):
+        return {
+            "tracking": tracking, "payment_id": payment_id, "currency": "visamaster.uah",
+            "created": "2026-01-01 00:00:00", "processed": "2026-01-01 00:01:00",
+            "status": self.synthetic_status(), "amount": "1000.00", "fee": "0.00",
+            "accrual_amount": "1000.00", "accrual_currency": "UAH", "is_recalc": False,
+            "error": None,
+        }
+
+
+class AliKassa(Provider):
+    """AliKassa: POST /v1/payment/status, JSON body, headers Account and Sign = base64 RSA
+    PKCS#1 v1.5 signature of the raw body (SHA-1 or SHA-256 per account)."""
+
+    name = "alikassa"
+    id_field = "id"
+    order_field = "order_id"
+    status_field = "payment_status"
+    paid_status = "paid"
+    PATH = "/v1/payment/status"
+    INVALID_SIGNATURE = {"message": "Invalid signature"}
+    DIGESTS = {"sha1": hashes.SHA1, "sha256": hashes.SHA256}
+
+    def parse_accounts(self, accounts, base_dir):
+        parsed = {}
+        for a in accounts:
+            digest = str(a.get("digest", "sha1")).lower()
+            if digest not in self.DIGESTS:
+                raise FixtureError(f"alikassa: unknown digest {digest!r}")
+            key_path = os.path.join(base_dir, a["public_key"])
+            try:
+                with open(key_path, "rb") as f:
+                    key = serialization.load_pem_public_key(f.read())
+            except (OSError, ValueError) as exc:
+                raise FixtureError(f"alikassa: cannot load public key {key_path}: {exc}")
+            parsed[a["account"]] = (key, self.DIGESTS[digest]())
+        return parsed
+
+    def not_found_obj(self, ref):
+        return {"message": "Payment not found"}
+
+    def auth_fail(self):
+        return 401, dict(self.INVALID_SIGNATURE)
+
+    @staticmethod
+    def invalid(field, text):
+        return Answer(400, {"message": "The given data was invalid.", "errors": {field: [text]}}, "invalid")
+
+    def handle(self, req, path):
+        if path != self.PATH:
+            return no_route()
+        if req.method != "POST":
+            return wrong_method("POST")
+        account = self.accounts.get(req.single_header("account"))
+        sign = req.single_header("sign")
+        if account is None or sign is None:
+            return self.rejected(401, self.INVALID_SIGNATURE)
+        key, digest = account
+        try:
+            key.verify(base64.b64decode(sign, validate=True), req.body, padding.PKCS1v15(), digest)
+        except (ValueError, InvalidSignature):
+            return self.rejected(401, self.INVALID_SIGNATURE)
+        if media_type(req.header("content-type")) != JSON_TYPE:
+            return self.invalid("body", "The request must be sent as application/json.")
+        try:
+            data = json.loads(req.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            data = None
+        if not isinstance(data, dict):
+            return self.invalid("body", "The body must be a JSON object.")
+        ids = {}
+        for field in ("id", "order_id"):
+            value = data.get(field)
+            if value is None or value == "":
+                ids[field] = None
+            elif isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+                ids[field] = value
+            else:
+                return self.invalid(field, f"The {field.replace('_', ' ')} must be a string.")
+        gid, oid = ids["id"], ids["order_id"]
+        if gid is None and oid is None:
+            return self.invalid("id", "The id field is required when order id is not present.")
+        payment = self.find(gid, oid)
+        if payment is not None:
+            return self.found(payment)
+        if all(v is None or is_synthetic_text(str(v)) for v in (gid, oid)):
+            return self.synthetic(self.make_synthetic(gid if gid is not None else oid,
+                                                      oid if oid is not None else gid))
+        return Answer(404, self.not_found_obj(None), "not_found")
+
+    def make_synthetic(self, gid, oid):
+        return {
+            "url": f"https://pay-merchant.alikassa.com/{gid}", "payment_status": self.synthetic_status(),
+            "id": gid, "order_id": oid, "card_mask": None, "amount": "1000",
+            "payment_amount": "1000", "hold_amount": "0", "hold_at": None,
+            "account_payment_amount": "1000", "commission_amount": "0",
+            "service_code": "payment_card_rub", "account_old_balance": "0",
+            "account_new_balance": "1000",
+        }
+
+
+class Morune(Provider):
+    """Morune (Enot.io API): GET /invoice/info?shop_id=&invoice_id= or &order_id=, header
+    x-api-key with the shop's secret key; no signature."""
+
+    name = "morune"
+    id_field = "invoice_id"
+    order_field = "order_id"
+    amount_field = "invoice_amount"
+    paid_status = "success"
+    PATH = "/invoice/info"
+    UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+    @staticmethod
+    def error(code, text):
+        return {"data": None, "error": text, "status": code, "status_check": False}
+
+    def parse_accounts(self, accounts, base_dir):
+        return {a["shop_id"].lower(): a["api_key"].encode("utf-8") for a in accounts}
+
+    def key_of(self, value):
+        return str(value).lower() if self.UUID.fullmatch(str(value)) else str(value)
+
+    def reindex(self):
+        self.by_id = {str(p["invoice_id"]).lower(): p for p in self.payments}
+        self.by_order = {str(p["order_id"]): p for p in self.payments if p.get("order_id") is not None}
+
+    def find(self, gid, oid):
+        by_gid = by_oid = None
+        if gid is not None:
+            by_gid = self.by_id.get(gid.lower())
+            if by_gid is None:
+                return None
+        if oid is not None:
+            by_oid = self.by_order.get(oid)
+            if by_oid is None:
+                return None
+        if by_gid is not None and by_oid is not None and by_gid is not by_oid:
+            return None
+        return by_gid or by_oid
+
+    def not_found_obj(self, ref):
+        return self.error(404, "Инвойс не найден")
+
+    def auth_fail(self):
+        return 401, self.error(401, "Unauthorized")
+
+    def wrap(self, view):
+        return {"data": view, "status": 200, "status_check": True}
+
+    def handle(self, req, path):
+        if path != self.PATH:
+            return no_route()
+        if req.method != "GET":
+            return wrong_method("GET")
+        params = {key: value for _, key, value in parse_query(req.query)}   # last one wins, as in PHP
+        shop = params.get("shop_id", "").lower()
+        key = self.accounts.get(shop)
+        given = req.single_header("x-api-key")
+        if key is None or given is None or not hmac.compare_digest(given.encode("latin-1"), key):
+            return self.rejected(401, self.error(401, "Unauthorized"))
+        invoice_id = params.get("invoice_id") or None
+        order_id = params.get("order_id") or None
+        if ((invoice_id is None and order_id is None)
+                or (invoice_id is not None and not self.UUID.fullmatch(invoice_id))
+                or (order_id is not None and len(order_id) > 255)):
+            return Answer(422, self.error(422, "Validation error"), "invalid")
+        payment = self.find(invoice_id, order_id)
+        if payment is not None and str(payment.get("shop_id", "")).lower() != shop:
+            payment = None
+        if payment is not None:
+            return self.found(payment)
+        if ((invoice_id is None or invoice_id.lower().startswith(SYNTHETIC_MORUNE_UUID))
+                and (order_id is None or is_synthetic_text(order_id))):
+            return self.synthetic(self.make_synthetic(invoice_id, order_id, shop))
+        return Answer(404, self.not_found_obj(None), "not_found")
+
+    def make_synthetic(self, invoice_id, order_id, shop):
+        if invoice_id is None:
+            invoice_id = SYNTHETIC_MORUNE_UUID + hashlib.sha256(order_id.encode("utf-8")).hexdigest()[:12]
+        if order_id is None:
+            order_id = SYNTHETIC_PREFIX + invoice_id[len(SYNTHETIC_MORUNE_UUID):]
+        status = self.synthetic_status()
+        return {
+            "invoice_id": invoice_id.lower(), "order_id": order_id, "shop_id": shop,
+            "status": status, "invoice_amount": 1000, "credited": 1000, "currency": "RUB",
+            "pay_service": "card", "payer_details": None, "commission_amount": 0,
+            "commission_percent": 0, "shop_commission_amount": 0, "user_commission_amount": 0,
+            "user_commission_percent": 0, "custom_field": None,
+            "created_at": "2026-01-01 00:00:00", "expired_at": "2026-01-01 01:00:00",
+            "paid_at": "2026-01-01 00:01:00" if status == "success" else None,
+        }
+
+
+PROVIDER_CLASSES = {cls.name: cls for cls in (OkePay, Obmenka, AliKassa, Morune)}
+
+
+def load_providers(emu, path):
+    """Read the fixtures file and build the four providers (raises FixtureError)."""
+    try:
+        with open(path, "rb") as f:
+            fixtures = json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FixtureError(f"cannot read fixtures {path}: {exc}")
+    if not isinstance(fixtures, dict):
+        raise FixtureError("fixtures must be a JSON object")
+    accounts = fixtures.get("accounts") or {}
+    payments = fixtures.get("payments") or {}
+    base_dir = os.path.dirname(os.path.abspath(path))
+    providers = {}
+    for name, cls in PROVIDER_CLASSES.items():
+        provider = cls(emu)
+        provider.load(accounts.get(name, []), payments.get(name, []), base_dir)
+        providers[name] = provider
+    return providers
+
+
+# --------------------------------------------------------------------------------------
+# The server
+# --------------------------------------------------------------------------------------
+
+def apply_transforms(provider, payment, transforms):
+    """Payload faults on the reply's payment object; returns (placeholder, raw bytes) pairs
+    to substitute after serialisation."""
+    subst = []
+    sf, af = provider.status_field, provider.amount_field
+    if "wrongtypes" in transforms:
+        payment[sf] = {"value": payment.get(sf)}
+        payment[af] = [payment.get(af)]
+    if "hugenumber" in transforms:
+        payment[af] = MARK_HUGE
+        subst.append((dump_json(MARK_HUGE), HUGE_NUMBER))
+    for mode, mark, raw in (("nul", MARK_NUL, b"\x00"), ("badutf8", MARK_BADUTF8, BAD_UTF8_BYTES)):
+        if mode in transforms:
+            status = payment.get(sf)
+            payment[sf] = (status if isinstance(status, str) else "") + mark
+            subst.append((mark.encode("utf-8"), raw))
+    if "deepnest" in transforms:
+        depth = transforms["deepnest"]
+        payment["nested"] = MARK_NEST
+        subst.append((dump_json(MARK_NEST), b"[" * depth + b"]" * depth))
+    return subst
+
+
+class Emulator:
+    """Server state (providers, counters, runtime config) and the connection handler."""
+
+    def __init__(self, fixtures_path, delay_ms=0, log_path=None):
+        self.fixtures_path = fixtures_path
+        self.base_delay_ms = delay_ms
+        self.in_flight = 0
+        self.conns = set()
+        self.log = open(log_path, "a", buffering=1, encoding="utf-8") if log_path else None
+        self._date = (0, "")
+        self.providers = load_providers(self, fixtures_path)
+        self.reset_counters()
+
+    def reset_counters(self):
+        self.config = {"delay_ms": self.base_delay_ms, "synthetic_status": {}}
+        self.requests = dict.fromkeys(PROVIDERS, 0)
+        self.by_payment = {}
+        self.signature_failures = 0
+        self.max_in_flight = self.in_flight
+        self.connections = 0
+
+    # -- output -------------------------------------------------------------------------
+
+    def date(self):
+        now = int(time.time())
+        if self._date[0] != now:
+            self._date = (now, formatdate(now, usegmt=True))
+        return self._date[1]
+
+    def head(self, code, headers, length=None, keep=True, chunked=False, version="HTTP/1.1"):
+        lines = [f"HTTP/1.1 {code} {REASONS.get(code, 'Unknown')}", f"Date: {self.date()}",
+                 "Server: paygw-emulator"]
+        lines.extend(f"{k}: {v}" for k, v in headers)
+        if chunked:
+            lines.append("Transfer-Encoding: chunked")
+        elif length is not None:
+            lines.append(f"Content-Length: {length}")
+        if not keep:
+            lines.append("Connection: close")
+        elif version == "HTTP/1.0":
+            lines.append("Connection: keep-alive")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    async def send_json(self, writer, code, obj, keep, version="HTTP/1.1", headers=()):
+        body = dump_json(obj)
+        writer.write(self.head(code, [("Content-Type", JSON_TYPE), *headers], len(body), keep, version=version) + body)
+        await writer.drain()
+
+    def log_line(self, req, provider, outcome, code):
+        if self.log is None:
+            return
+        path = "".join(c if "!" <= c <= "~" else f"%{ord(c):02X}" for c in req.path[:300])
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        self.log.write(f"{stamp}Z {req.method} {path} {provider} {outcome} {code}\n")
+
+    # -- connections --------------------------------------------------------------------
+
+    async def on_connection(self, reader, writer):
+        task = asyncio.current_task()
+        self.conns.add(task)
+        self.connections += 1
+        try:
+            while True:
+                try:
+                    req = await read_request(reader, writer)
+                except HttpError as exc:
+                    await self.send_json(writer, exc.code, {"error": exc.message}, keep=False)
+                    break
+                if req is None:
+                    break
+                if not await self.dispatch(req, reader, writer) or not req.keep_alive:
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError, OSError):
+            pass
+        except Exception:
+            traceback.print_exc()
+        finally:
+            self.conns.discard(task)
+            if not writer.is_closing():
+                writer.close()
+
+    async def dispatch(self, req, reader, writer):
+        """Route one request; returns whether the connection may be kept."""
+        path = req.path
+        if path.startswith("/_control/"):
+            return await self.control(req, writer)
+        faults = []
+        if path.startswith("/_fault/"):
+            spec, _, rest = path[len("/_fault/"):].partition("/")
+            try:
+                faults = parse_faults(unquote(spec))
+            except ValueError as exc:
+                await self.send_json(writer, 400, {"error": f"bad fault spec: {exc}"}, req.keep_alive, req.version)
+                self.log_line(req, "-", "bad_fault_spec", 400)
+                return True
+            path = "/" + rest
+        name, _, sub = path[1:].partition("/")
+        provider = self.providers.get(name)
+        if provider is None:
+            await self.send_json(writer, 404, {"error": "no such endpoint"}, req.keep_alive, req.version)
+            self.log_line(req, "-", "no_route", 404)
+            return True
+        return await self.serve(provider, "/" + sub, req, faults, reader, writer)
+
+    async def serve(self, provider, path, req, url_faults, reader, writer):
+        """Answer one gateway request: check it, look the payment up, apply faults.
+        Returns whether the connection may be kept."""
+        self.requests[provider.name] += 1
+        self.in_flight += 1
+        if self.in_flight > self.max_in_flight:
+            self.max_in_flight = self.in_flight
+        sent = {"code": "-"}             # the HTTP code actually sent, for the log
+        outcome = "error"
+        try:
+            try:
+                answer = provider.handle(req, path)
+            except Exception:                 # an emulator bug must not look like a network fault
+                traceback.print_exc()
+                answer = Answer(500, {"error": "internal emulator error"}, "emulator_error")
+            outcome = answer.outcome
+            faults = url_faults + list(answer.faults) if answer.faults else url_faults
+            plan = Plan(faults) if faults else None
+            if plan is not None:
+                outcome += "+" + "+".join(plan.names)
+            delay = self.config["delay_ms"] + (plan.delay_ms if plan else 0)
+            if delay > 0:
+                await asyncio.sleep(delay / 1000.0)
+            if plan is not None:
+                return await self.serve_faulty(provider, answer, plan, req, reader, writer, sent)
+            body = dump_json(answer.obj)
+            headers = [("Content-Type", JSON_TYPE)]
+            if answer.signer is not None:
+                headers.append(("DPAY_SECURE", answer.signer(hashlib.sha1(body).digest())))
+            sent["code"] = answer.code
+            writer.write(self.head(answer.code, headers, len(body), req.keep_alive, version=req.version) + body)
+            await writer.drain()
+            return True
+        finally:
+            self.in_flight -= 1
+            self.log_line(req, provider.name, outcome, sent["code"])
+
+    async def serve_faulty(self, provider, answer, plan, req, reader, writer, sent):
+        """Send `answer` the way the fault plan says; records the code in `sent`.
+        Returns whether the connection may be kept."""
+        if plan.delivery == "noreply":
+            await self.hold_until_gone(reader)
+            return False
+        if plan.delivery == "reset":
+            self.reset(writer)
+            return False
+        code, ctype, body = self.render(provider, answer, plan)
+        sent["code"] = code
+        headers = [("Content-Type", ctype)]
+        if answer.signer is not None and plan.sig != "nosig":
+            headers.append(("DPAY_SECURE", answer.signer(body.sha1(), wrong=plan.sig == "badsig")))
+        keep = req.keep_alive
+        if plan.delivery is None:
+            writer.write(self.head(code, headers, body.length, keep, version=req.version))
+            await self.send_body(writer, body)
+            return keep
+        if plan.delivery == "chunked":
+            if req.version == "HTTP/1.0":      # no chunked encoding in 1.0: delimit by close
+                writer.write(self.head(code, headers, None, False))
+                await self.send_body(writer, body)
+                return False
+            writer.write(self.head(code, headers, keep=keep, chunked=True))
+            for chunk in body.chunks(16384):
+                writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                if writer.transport.get_write_buffer_size() > 1 << 20:
+                    await writer.drain()
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return keep
+        if plan.delivery == "truncated":
+            writer.write(self.head(code, headers, body.length + TRUNCATED_MISSING, keep, version=req.version))
+            await self.send_body(writer, body)
+            return False
+        if plan.delivery == "resetmid":
+            writer.write(self.head(code, headers, RESETMID_LENGTH, keep, version=req.version)
+                         + body.head(RESETMID_SENT))
+            await self.flushed(writer)
+            await asyncio.sleep(0.05)
+            self.reset(writer)
+            return False
+        if plan.delivery == "slowbody":
+            total = max(SLOWBODY_BYTES, body.length)
+            data = body.head(SLOWBODY_BYTES).ljust(min(total, SLOWBODY_BYTES), b" ")
+            writer.write(self.head(code, headers, total, keep, version=req.version))
+            for i in range(len(data)):
+                if i:
+                    await asyncio.sleep(SLOWBODY_INTERVAL)
+                if writer.is_closing():
+                    return False
+                writer.write(data[i:i + 1])
+                await writer.drain()
+            return keep and total == len(data)
+        raise AssertionError(plan.delivery)
+
+    def render(self, provider, answer, plan):
+        """(code, content type, Body) of an answer after the plan's body and payload faults."""
+        code, obj, payment = answer.code, answer.obj, answer.payment
+        mode = plan.body
+        if mode == "status":
+            code, obj, payment = plan.body_arg, {"error": "injected"}, None
+        elif mode == "notfound200":
+            code, obj, payment = 200, provider.not_found_obj(answer.ref), None
+        elif mode == "authfail":
+            (code, obj), payment = provider.auth_fail(), None
+        elif mode == "malformed":
+            return 200, JSON_TYPE, Body(MALFORMED_BODY)
+        elif mode == "notjson":
+            return 200, HTML_TYPE, Body(HTML_BODY)
+        elif mode == "emptybody":
+            return 200, JSON_TYPE, Body()
+        elif mode in ("oversize", "oversize_chunked"):
+            code = 200
+        subst = apply_transforms(provider, payment, plan.transforms) if payment is not None and plan.transforms else ()
+        raw = dump_json(obj)
+        for mark, replacement in subst:
+            raw = raw.replace(mark, replacement)
+        if mode in ("oversize", "oversize_chunked"):
+            return code, JSON_TYPE, pad_json(raw, plan.body_arg)
+        return code, JSON_TYPE, Body(raw)
+
+    async def send_body(self, writer, body):
+        for chunk in body.chunks():
+            writer.write(chunk)
+            if writer.transport.get_write_buffer_size() > 1 << 20:
+                await writer.drain()
+        await writer.drain()
+
+    @staticmethod
+    async def flushed(writer):
+        """Wait until the transport has handed every byte to the kernel."""
+        while writer.transport.get_write_buffer_size() > 0 and not writer.is_closing():
+            await asyncio.sleep(0.005)
+
+    @staticmethod
+    def reset(writer):
+        """Close the connection with a TCP RST (SO_LINGER on, timeout 0)."""
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+        writer.transport.abort()
+
+    @staticmethod
+    async def hold_until_gone(reader):
+        """`noreply`: swallow input until the client closes, at most NOREPLY_LIMIT seconds."""
+        try:
+            async with asyncio.timeout(NOREPLY_LIMIT):
+                while await reader.read(65536):
+                    pass
+        except (TimeoutError, ConnectionError, OSError):
+            pass
+
+    # -- control API ----------------------------------------------------------------------
+
+    async def control(self, req, writer):
+        name = req.path[len("/_control/"):].rstrip("/")
+        routes = {
+            "health": ("GET", lambda: (200, {"ok": True})),
+            "stats": ("GET", self.control_stats),
+            "set": ("POST", lambda: self.control_set(req.body)),
+            "reset": ("POST", self.control_reset),
+            "config": ("POST", lambda: self.control_config(req.body)),
+        }
+        if name == "config" and req.method == "GET":
+            code, obj = 200, {"ok": True, "config": self.config}
+        elif name not in routes:
+            code, obj = 404, {"ok": False, "error": "no such control endpoint"}
+        elif req.method != routes[name][0]:
+            code, obj = 405, {"ok": False, "error": f"use {routes[name][0]}"}
+        else:
+            code, obj = routes[name][1]()
+        await self.send_json(writer, code, obj, req.keep_alive, req.version)
+        self.log_line(req, "control", name, code)
+        return True
+
+    def control_stats(self):
+        return 200, {
+            "requests": dict(self.requests), "by_payment": dict(self.by_payment),
+            "signature_failures": self.signature_failures, "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight, "connections": self.connections,
+        }
+
+    def control_reset(self):
+        try:
+            providers = load_providers(self, self.fixtures_path)
+        except FixtureError as exc:
+            return 500, {"ok": False, "error": str(exc)}
+        self.providers = providers
+        self.reset_counters()
+        return 200, {"ok": True}
+
+    @staticmethod
+    def parse_control_body(body):
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def control_set(self, body):
+        data = self.parse_control_body(body)
+        if data is None:
+            return 400, {"ok": False, "error": "body must be a JSON object"}
+        provider = self.providers.get(data.get("provider"))
+        if provider is None:
+            return 400, {"ok": False, "error": f"provider must be one of {', '.join(PROVIDERS)}"}
+        gid, oid = data.get("id"), data.get("order_id")
+        new = data.get("payment")
+        if new is None and "status" not in data and "fault" not in data:
+            return 400, {"ok": False, "error": "give status, fault or payment"}
+        if new is not None:
+            error = provider.check_payment(new)
+            if error:
+                return 400, {"ok": False, "error": error}
+            new = dict(new)
+            if gid is None and oid is None:
+                gid = new[provider.id_field]
+        if gid is None and oid is None:
+            return 400, {"ok": False, "error": "give id or order_id"}
+        current = provider.find(None if gid is None else str(gid), None if oid is None else str(oid))
+        if new is None:
+            if current is None:
+                return 404, {"ok": False, "error": "payment not found"}
+            new = dict(current)
+        if "status" in data:
+            if not isinstance(data["status"], str):
+                return 400, {"ok": False, "error": "status must be a string"}
+            new[provider.status_field] = data["status"]
+            new.pop("_sequence", None)
+        if "fault" in data:
+            if data["fault"] in (None, ""):
+                new.pop("_fault", None)
+            else:
+                try:
+                    parse_faults(data["fault"])
+                except ValueError as exc:
+                    return 400, {"ok": False, "error": f"bad fault spec: {exc}"}
+                new["_fault"] = data["fault"]
+        provider.upsert(new, current)
+        return 200, {"ok": True, "payment": new}
+
+    def control_config(self, body):
+        data = self.parse_control_body(body)
+        if data is None:
+            return 400, {"ok": False, "error": "body must be a JSON object"}
+        unknown = set(data) - {"delay_ms", "synthetic_status"}
+        if unknown:
+            return 400, {"ok": False, "error": f"unknown config keys: {', '.join(sorted(unknown))}"}
+        if "delay_ms" in data:
+            delay = data["delay_ms"]
+            if not isinstance(delay, int) or isinstance(delay, bool) or not 0 <= delay <= 600000:
+                return 400, {"ok": False, "error": "delay_ms must be an integer 0..600000"}
+        statuses = data.get("synthetic_status", {})
+        if not isinstance(statuses, dict) or any(
+                k not in PROVIDERS or not isinstance(v, str) for k, v in statuses.items()):
+            return 400, {"ok": False, "error": "synthetic_status maps provider names to status strings"}
+        if "delay_ms" in data:
+            self.config["delay_ms"] = data["delay_ms"]
+        self.config["synthetic_status"].update(statuses)
+        return 200, {"ok": True, "config": self.config}
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+
+def loopback_address(host):
+    """The loopback address to bind for `host`, or None if it is not loopback."""
+    try:
+        return host if ipaddress.ip_address(host).is_loopback else None
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return None
+    addresses = [info[4][0] for info in infos]
+    if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
+        return None
+    ipv4 = [a for a in addresses if ":" not in a]
+    return (ipv4 or addresses)[0]
+
+
+def write_port_file(path, port):
+    """Write the port number atomically: a temporary file in the same folder, then rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="ascii") as f:
+        f.write(f"{port}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+async def run(args, address):
+    emu = Emulator(args.fixtures, args.delay_ms, args.log)
+    context = None
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    server = await asyncio.start_server(emu.on_connection, address, args.port, ssl=context,
+                                        limit=MAX_HEAD, backlog=1024, reuse_address=True)
+    port = server.sockets[0].getsockname()[1]
+    if args.port_file:
+        write_port_file(args.port_file, port)
+    scheme = "https" if context else "http"
+    shown = f"[{address}]" if ":" in address else address
+    print(f"paygw emulator listening on {scheme}://{shown}:{port}/", file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    server.close()
+    for task in list(emu.conns):
+        task.cancel()
+    await asyncio.gather(*emu.conns, return_exceptions=True)
+    if emu.log:
+        emu.log.close()
+
+
+def main(argv=None):
+    if sys.version_info < (3, 11):
+        print("emulator: needs Python 3.11 or newer (use /usr/bin/python3)", file=sys.stderr)
+        return 2
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser(description="Loopback emulator of the paygw payment gateways.")
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port, 0 for a free one (default 0)")
+    parser.add_argument("--port-file", help="write the bound port number here once listening")
+    parser.add_argument("--fixtures", default=os.path.join(here, "fixtures.json"), help="fixtures file")
+    parser.add_argument("--delay-ms", type=int, default=0, help="delay added before every gateway answer")
+    parser.add_argument("--log", help="append one line per request to this file")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
+    args = parser.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.delay_ms < 0:
+        parser.error("--delay-ms must not be negative")
+    address = loopback_address(args.host)
+    if address is None:
+        print(f"emulator: refusing to bind {args.host!r}: not a loopback address", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(run(args, address))
+    except FixtureError as exc:
+        print(f"emulator: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ssl.SSLError) as exc:
+        print(f"emulator: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
