@@ -24,7 +24,15 @@ done
 if (( install )); then
     bash "$PAYGW_TEST_DIR/install-deps.sh" || paygw_die "install-deps failed"
 fi
-paygw_build_install || paygw_die "build/install failed"
+# The build's output goes to a log, shown only when it fails.
+paygw_find_pg_config
+build_log=$(mktemp /tmp/paygw-demo-build.XXXXXX) || paygw_die "mktemp failed"
+paygw_msg "build + install (make, make install; log: $build_log)"
+if ! paygw_build_install >"$build_log" 2>&1; then
+    cat "$build_log" >&2
+    paygw_die "build/install failed (log kept: $build_log)"
+fi
+rm -f "$build_log"
 paygw_start_cluster
 paygw_start_emulator
 
@@ -33,13 +41,15 @@ pem_file=$PAYGW_TEST_DIR/keys/alikassa-test.pem
 
 paygw_msg "demo: psql -f test/demo.sql"
 # Test-only secrets (they match test/emulator/fixtures.json), handed to psql
-# as variables; demo.sql uses them as :'name' literals.
+# as variables; demo.sql uses them as :'name' literals.  The private key is
+# read by psql itself from its file (\set pem `cat ...` in demo.sql), the way
+# the README recommends for real secrets.
 rc=0
 psql -X -v ON_ERROR_STOP=1 \
     -v emu_url="http://127.0.0.1:$PAYGW_EMU_PORT" \
     -v okepay_secret=okepay-test-secret-7Qx \
     -v obmenka_salt=obmenka-test-salt-9Kp \
-    -v pem="$(cat "$pem_file")" \
+    -v pem_file="$pem_file" \
     -v alikassa_pass=test-alikassa-pass \
     -v morune_key=morune-test-key-d6be9962 \
     -f "$PAYGW_TEST_DIR/demo.sql" </dev/null || rc=$?
@@ -57,6 +67,7 @@ What happened: paygw ran inside a throwaway PostgreSQL 15 cluster
 the extension from SQL to a local emulator of the gateway (okepay, obmenka,
 alikassa, morune on 127.0.0.1:$PAYGW_EMU_PORT), signed with the credential
 stored in paygw.credentials (alikassa: RSA signature with the encrypted PEM
-key), and the gateway's answer mapped to a common status.
+key), and the gateway's answer mapped to a common status.  The last call
+shows how a gateway's "not found" reaches SQL: an error with SQLSTATE PW010.
 Everything is stopped and removed now (use --keep to keep logs and data).
 EOF

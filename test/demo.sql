@@ -1,13 +1,14 @@
 -- test/demo.sql -- the paygw demo, run by test/demo.sh against a throwaway
 -- cluster and the gateway emulator:
 --   psql -X -v ON_ERROR_STOP=1 -v emu_url=http://127.0.0.1:PORT \
---        -v pem="$(cat test/keys/alikassa-test.pem)" -v alikassa_pass=... \
+--        -v pem_file=test/keys/alikassa-test.pem -v alikassa_pass=... \
 --        -v okepay_secret=... -v obmenka_salt=... -v morune_key=... -f test/demo.sql
--- Secrets arrive as psql variables and are used as :'name' literals.
+-- Secrets are psql variables used as :'name' literals; the private key is
+-- read from its file by psql itself, so it is never on a command line.
 
 \set QUIET on
+\set pem `cat :'pem_file'`
 CREATE EXTENSION paygw;
-SET search_path = public, paygw;
 
 INSERT INTO paygw.credentials (name, provider, merchant_id, secret, secret_password, base_url) VALUES
   ('okepay-demo',   'okepay',   'demo-shop',                            :'okepay_secret', NULL,             :'emu_url' || '/okepay'),
@@ -17,21 +18,26 @@ INSERT INTO paygw.credentials (name, provider, merchant_id, secret, secret_passw
 \set QUIET off
 
 \echo
-\echo '== Credentials (secrets not shown):'
-SELECT name, provider, merchant_id, base_url FROM paygw.credentials ORDER BY name;
+\echo '== paygw.accounts: the stored credentials, without their secrets'
+SELECT name, provider, merchant_id, base_url, has_secret_password
+  FROM paygw.accounts ORDER BY provider;
 
-\echo '== paygw_status(provider, payment_id): one live lookup per gateway'
-SELECT provider, payment_id, order_id, status, provider_status, amount, currency
-  FROM paygw_status('okepay', '106')
-UNION ALL
-SELECT provider, payment_id, order_id, status, provider_status, amount, currency
-  FROM paygw_status('obmenka', '79DF-60B0-1702')
-UNION ALL
-SELECT provider, payment_id, order_id, status, provider_status, amount, currency
-  FROM paygw_status('alikassa', '100000537')
-UNION ALL
-SELECT provider, payment_id, order_id, status, provider_status, amount, currency
-  FROM paygw_status('morune', 'a3e9ff6f-c5c1-4bcd-854e-4bc995b1a001');
+\echo '== paygw_status(provider, id): one signed call to each gateway'
+SELECT s.provider, s.payment_id, s.order_id, s.status, s.provider_status, s.amount, s.currency
+  FROM (VALUES (1, 'okepay',   '106'),
+               (2, 'obmenka',  '79DF-60B0-1702'),
+               (3, 'alikassa', '100000537'),
+               (4, 'morune',   'a3e9ff6f-c5c1-4bcd-854e-4bc995b1a001')) AS q(n, provider, id),
+       paygw_status(q.provider, q.id) AS s
+ ORDER BY q.n;
 
-\echo '== paygw_status_by_order(provider, order_id): lookup by the merchant''s order id'
-SELECT * FROM paygw_status_by_order('morune', 'mo-order-1');
+\echo '== paygw_status_by_order(provider, order_id): by the merchant''s own order id'
+SELECT provider, account, payment_id, order_id, status, amount, currency,
+       response->'data'->>'pay_service' AS "response->data->pay_service"
+  FROM paygw_status_by_order('morune', 'mo-order-1');
+
+\echo '== A payment the gateway does not know: an error with its own SQLSTATE'
+\set ON_ERROR_STOP off
+SELECT * FROM paygw_status('okepay', '999');
+\set ON_ERROR_STOP on
+\echo 'SQLSTATE' :LAST_ERROR_SQLSTATE

@@ -7,11 +7,13 @@
  * life: the multi handle owns the connection cache, so consecutive calls to
  * the same gateway reuse the connection (keep-alive).
  *
- * Per-batch state (header lists, reply buffers, membership of the multi
- * handle) is owned by a memory context whose reset callback undoes all of it.
- * Whatever ends a batch -- normal completion, an error, a query cancel or
- * statement_timeout raised by CHECK_FOR_INTERRUPTS() in the loop below --
- * that callback runs, so nothing leaks and the shared handles are left clean.
+ * Transfers belong to a pool (PaygwHttpPool).  Per-transfer state (header
+ * lists, reply buffers, membership of the multi handle) is owned by the
+ * pool's memory context, whose reset callback undoes all of it.  Whatever
+ * ends a pool -- normal completion, an error, a query cancel,
+ * statement_timeout or SIGTERM raised by CHECK_FOR_INTERRUPTS() in the
+ * loop below -- that callback runs, so nothing leaks and the shared handles
+ * are left clean.  One pool at a time per process uses the shared handles.
  *
  * libcurl callbacks never palloc, ereport or check interrupts: they only
  * copy bytes into malloc'd buffers and return an abort code on overflow.
@@ -22,7 +24,9 @@
 
 #include <curl/curl.h>
 
+#include "lib/ilist.h"
 #include "miscadmin.h"
+#include "portability/instr_time.h"
 #include "utils/memutils.h"
 
 #include "http/http.h"
@@ -39,6 +43,11 @@
 
 typedef struct Transfer
 {
+	dlist_node	node;			/* in the pool's queued or running list */
+	PaygwHttpRequest *req;
+	PaygwHttpResponse *resp;
+	MemoryContext resp_cxt;		/* where the response body goes */
+	void	   *arg;			/* handed back when finished */
 	CURL	   *easy;
 	struct curl_slist *headers;
 	char	   *buf;			/* malloc'd reply body */
@@ -51,24 +60,28 @@ typedef struct Transfer
 	size_t		capture_name_len;
 	char	   *captured;		/* malloc'd */
 	bool		active;			/* added to the multi handle */
-	bool		started;
-	bool		done;
 	char		errbuf[CURL_ERROR_SIZE];
 } Transfer;
 
-typedef struct Batch
+struct PaygwHttpPool
 {
-	Transfer   *transfers;
+	MemoryContext cxt;
+	int			max_concurrency;
+	int			max_per_group;
 	int		   *group_active;	/* running transfers per group */
-	int			n;
+	int			ngroups;
+	dlist_head	queued;
+	dlist_head	running;
+	int			nqueued;
+	int			nrunning;
 	MemoryContextCallback cleanup;
-} Batch;
+};
 
 static CURLM *multi = NULL;
 static CURL **easy_pool = NULL;
 static int	easy_pool_free = 0;
 static int	easy_pool_size = 0;
-static bool batch_running = false;
+static PaygwHttpPool *active_pool = NULL;
 
 /* Called once from _PG_init. */
 void
@@ -162,16 +175,22 @@ transfer_cleanup(Transfer *t)
 	t->captured = NULL;
 }
 
-/* Memory context reset callback: undo everything a batch did. */
+/* Memory context reset callback: undo everything a pool did. */
 static void
-batch_cleanup(void *arg)
+pool_cleanup(void *arg)
 {
-	Batch	   *batch = (Batch *) arg;
+	PaygwHttpPool *pool = (PaygwHttpPool *) arg;
+	dlist_mutable_iter iter;
 
-	for (int i = 0; i < batch->n; i++)
-		transfer_cleanup(&batch->transfers[i]);
-	batch->n = 0;
-	batch_running = false;
+	dlist_foreach_modify(iter, &pool->running)
+		transfer_cleanup(dlist_container(Transfer, node, iter.cur));
+	dlist_foreach_modify(iter, &pool->queued)
+		transfer_cleanup(dlist_container(Transfer, node, iter.cur));
+	dlist_init(&pool->running);
+	dlist_init(&pool->queued);
+	pool->nrunning = pool->nqueued = 0;
+	if (active_pool == pool)
+		active_pool = NULL;
 }
 
 /* libcurl write callback: append to the reply buffer, enforcing the limit. */
@@ -394,113 +413,226 @@ transfer_finish(Transfer *t, CURLcode code, PaygwHttpRequest *req,
 }
 
 /*
- * Perform n requests, at most max_concurrency at once and at most
- * max_per_group (0: no cap) of one group at once; each request's group is
- * in 0..n-1.  Every response is filled;
- * failures are recorded in the response, never raised.  Query cancel,
- * statement_timeout and termination are raised from here through
- * CHECK_FOR_INTERRUPTS(), after which the batch's cleanup callback detaches
- * everything.  Response bodies are palloc'd in CurrentMemoryContext.
+ * A new pool in CurrentMemoryContext: at most max_concurrency transfers at
+ * once, and at most max_per_group (0: no cap) of one group at once.
+ */
+PaygwHttpPool *
+paygw_http_pool_create(int max_concurrency, int max_per_group)
+{
+	PaygwHttpPool *pool;
+
+	if (active_pool != NULL)
+		elog(ERROR, "paygw HTTP client re-entered");
+	(void) get_multi();
+	pool = palloc0(sizeof(PaygwHttpPool));
+	pool->cxt = CurrentMemoryContext;
+	pool->max_concurrency = Max(1, max_concurrency);
+	pool->max_per_group = Max(0, max_per_group);
+	pool->ngroups = 16;
+	pool->group_active = palloc0(sizeof(int) * pool->ngroups);
+	dlist_init(&pool->queued);
+	dlist_init(&pool->running);
+	pool->cleanup.func = pool_cleanup;
+	pool->cleanup.arg = pool;
+	MemoryContextRegisterResetCallback(pool->cxt, &pool->cleanup);
+	active_pool = pool;
+	return pool;
+}
+
+/*
+ * Queue a request.  req must stay valid until it is handed back by
+ * paygw_http_pool_run(); resp is filled then, its body palloc'd in cxt.
  */
 void
-paygw_http_perform(PaygwHttpRequest *reqs, PaygwHttpResponse *resps, int n,
-				   int max_concurrency, int max_per_group)
+paygw_http_pool_add(PaygwHttpPool *pool, PaygwHttpRequest *req,
+					PaygwHttpResponse *resp, MemoryContext cxt, void *arg)
 {
-	MemoryContext result_cxt = CurrentMemoryContext;
-	MemoryContext batch_cxt;
-	Batch	   *batch;
-	CURLM	   *m;
-	int			running = 0;
-	int			finished = 0;
-	int			next = 0;
+	Transfer   *t = MemoryContextAllocZero(pool->cxt, sizeof(Transfer));
 
-	if (n <= 0)
-		return;
-	if (batch_running)
-		elog(ERROR, "paygw HTTP client re-entered");
-	m = get_multi();
-	max_concurrency = Max(1, max_concurrency);
+	if (req->group < 0)
+		elog(ERROR, "HTTP request group %d out of range", req->group);
+	if (req->group >= pool->ngroups)
+	{
+		int			n = Max(req->group + 1, pool->ngroups * 2);
 
-	batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "paygw http batch",
-									  ALLOCSET_SMALL_SIZES);
-	batch = MemoryContextAllocZero(batch_cxt, sizeof(Batch));
-	batch->transfers = MemoryContextAllocZero(batch_cxt, sizeof(Transfer) * n);
-	batch->group_active = MemoryContextAllocZero(batch_cxt, sizeof(int) * n);
-	for (int i = 0; i < n; i++)
-		if (reqs[i].group < 0 || reqs[i].group >= n)
-			elog(ERROR, "HTTP request group %d out of range", reqs[i].group);
-	batch->cleanup.func = batch_cleanup;
-	batch->cleanup.arg = batch;
-	MemoryContextRegisterResetCallback(batch_cxt, &batch->cleanup);
-	batch->n = n;
-	batch_running = true;
+		pool->group_active = repalloc(pool->group_active, sizeof(int) * n);
+		memset(pool->group_active + pool->ngroups, 0, sizeof(int) * (n - pool->ngroups));
+		pool->ngroups = n;
+	}
+	memset(resp, 0, sizeof(PaygwHttpResponse));
+	t->req = req;
+	t->resp = resp;
+	t->resp_cxt = cxt;
+	t->arg = arg;
+	dlist_push_tail(&pool->queued, &t->node);
+	pool->nqueued++;
+}
 
-	memset(resps, 0, sizeof(PaygwHttpResponse) * n);
+/* Requests queued or running. */
+int
+paygw_http_pool_pending(PaygwHttpPool *pool)
+{
+	return pool->nqueued + pool->nrunning;
+}
 
-	while (finished < n)
+/* Requests running now. */
+int
+paygw_http_pool_running(PaygwHttpPool *pool)
+{
+	return pool->nrunning;
+}
+
+/* Move queued transfers to running, in order, as far as the caps allow. */
+static void
+pool_start(PaygwHttpPool *pool)
+{
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &pool->queued)
+	{
+		Transfer   *t = dlist_container(Transfer, node, iter.cur);
+		PaygwHttpRequest *req = t->req;
+
+		if (pool->nrunning >= pool->max_concurrency)
+			break;
+		if (pool->max_per_group > 0 &&
+			pool->group_active[req->group] >= pool->max_per_group)
+			continue;
+
+		dlist_delete(&t->node);
+		pool->nqueued--;
+		dlist_push_tail(&pool->running, &t->node);
+		pool->nrunning++;
+		pool->group_active[req->group]++;
+
+		t->easy = easy_acquire();
+		if (t->easy == NULL || !transfer_setup(t, req) ||
+			curl_multi_add_handle(multi, t->easy) != CURLM_OK)
+		{
+			/* reported as finished with an error by the next collect */
+			t->out_of_memory = true;
+			continue;
+		}
+		t->active = true;
+	}
+}
+
+/* Hand a finished transfer back: fill its response, free it. */
+static void *
+pool_finish(PaygwHttpPool *pool, Transfer *t, CURLcode code)
+{
+	MemoryContext old = MemoryContextSwitchTo(t->resp_cxt);
+	void	   *arg = t->arg;
+
+	if (t->easy == NULL || !t->active)
+		paygw_set_error(&t->resp->err, PAYGW_ERR_INTERNAL,
+						"out of memory while preparing an HTTP request");
+	else
+		transfer_finish(t, code, t->req, t->resp);
+	MemoryContextSwitchTo(old);
+
+	transfer_cleanup(t);
+	dlist_delete(&t->node);
+	pool->nrunning--;
+	pool->group_active[t->req->group]--;
+	pfree(t);
+	return arg;
+}
+
+/*
+ * Drive the pool for at most timeout_ms, returning as soon as at least one
+ * transfer has finished.  The args of finished transfers (at most max_done)
+ * are stored in done; returns their number.  Interrupts (cancel, timeout,
+ * termination) are checked at least every POLL_INTERVAL_MS and raised here.
+ */
+int
+paygw_http_pool_run(PaygwHttpPool *pool, int timeout_ms, void **done,
+					int max_done)
+{
+	instr_time	start;
+	int			ndone = 0;
+
+	INSTR_TIME_SET_CURRENT(start);
+	for (;;)
 	{
 		CURLMsg    *msg;
 		int			queued;
 		int			still_running;
+		dlist_mutable_iter iter;
+		instr_time	now;
+		long		elapsed;
 
 		CHECK_FOR_INTERRUPTS();
+		pool_start(pool);
 
-		/* start what the caps allow, in order */
-		for (int i = next; i < n && running < max_concurrency; i++)
+		/* transfers that could not even start */
+		dlist_foreach_modify(iter, &pool->running)
 		{
-			Transfer   *t = &batch->transfers[i];
+			Transfer   *t = dlist_container(Transfer, node, iter.cur);
 
-			if (t->started ||
-				(max_per_group > 0 && batch->group_active[reqs[i].group] >= max_per_group))
-				continue;
-			t->started = true;
-			t->easy = easy_acquire();
-			if (t->easy == NULL || !transfer_setup(t, &reqs[i]) ||
-				curl_multi_add_handle(m, t->easy) != CURLM_OK)
-			{
-				paygw_set_error(&resps[i].err, PAYGW_ERR_INTERNAL,
-								"out of memory while preparing an HTTP request");
-				t->done = true;
-				transfer_cleanup(t);
-				finished++;
-				continue;
-			}
-			t->active = true;
-			batch->group_active[reqs[i].group]++;
-			running++;
+			if (!t->active && ndone < max_done)
+				done[ndone++] = pool_finish(pool, t, CURLE_OUT_OF_MEMORY);
 		}
-		while (next < n && batch->transfers[next].started)
-			next++;
 
-		if (curl_multi_perform(m, &still_running) != CURLM_OK)
+		if (pool->nrunning == 0)
+			return ndone;
+
+		if (curl_multi_perform(multi, &still_running) != CURLM_OK)
 			elog(ERROR, "libcurl multi interface failed");
 
-		while ((msg = curl_multi_info_read(m, &queued)) != NULL)
+		while (ndone < max_done && (msg = curl_multi_info_read(multi, &queued)) != NULL)
 		{
 			Transfer   *t = NULL;
-			int			i;
 
 			if (msg->msg != CURLMSG_DONE)
 				continue;
 			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
 			if (t == NULL)
 				continue;
-			i = (int) (t - batch->transfers);
-			MemoryContextSwitchTo(result_cxt);
-			transfer_finish(t, msg->data.result, &reqs[i], &resps[i]);
-			MemoryContextSwitchTo(result_cxt);
-			t->done = true;
-			transfer_cleanup(t);
-			batch->group_active[reqs[i].group]--;
-			running--;
-			finished++;
+			done[ndone++] = pool_finish(pool, t, msg->data.result);
+		}
+		if (ndone > 0)
+		{
+			pool_start(pool);
+			return ndone;
 		}
 
-		if (finished >= n)
-			break;
-		if (running > 0)
-			curl_multi_poll(m, NULL, 0, POLL_INTERVAL_MS, NULL);
+		INSTR_TIME_SET_CURRENT(now);
+		INSTR_TIME_SUBTRACT(now, start);
+		elapsed = (long) INSTR_TIME_GET_MILLISEC(now);
+		if (elapsed >= timeout_ms)
+			return 0;
+		curl_multi_poll(multi, NULL, 0, Min(POLL_INTERVAL_MS, timeout_ms - elapsed), NULL);
 	}
+}
 
-	MemoryContextDelete(batch_cxt);
+/*
+ * Perform n requests to completion (at most max_concurrency at once, at most
+ * max_per_group of one group at once).  Every response is filled; failures
+ * are recorded in the response, never raised.  Query cancel,
+ * statement_timeout and termination are raised from here.  Response bodies
+ * are palloc'd in CurrentMemoryContext.
+ */
+void
+paygw_http_perform(PaygwHttpRequest *reqs, PaygwHttpResponse *resps, int n,
+				   int max_concurrency, int max_per_group)
+{
+	MemoryContext result_cxt = CurrentMemoryContext;
+	MemoryContext pool_cxt;
+	PaygwHttpPool *pool;
+	void	  **done;
+
+	if (n <= 0)
+		return;
+	pool_cxt = AllocSetContextCreate(CurrentMemoryContext, "paygw http pool",
+									 ALLOCSET_SMALL_SIZES);
+	MemoryContextSwitchTo(pool_cxt);
+	pool = paygw_http_pool_create(max_concurrency, max_per_group);
+	done = palloc(sizeof(void *) * n);
+	for (int i = 0; i < n; i++)
+		paygw_http_pool_add(pool, &reqs[i], &resps[i], result_cxt, NULL);
+	while (paygw_http_pool_pending(pool) > 0)
+		(void) paygw_http_pool_run(pool, 1000, done, n);
+	MemoryContextSwitchTo(result_cxt);
+	MemoryContextDelete(pool_cxt);
 }

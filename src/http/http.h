@@ -35,7 +35,7 @@ typedef struct PaygwHttpRequest
 	char	   *body;			/* POST body: the exact bytes that were signed */
 	size_t		body_len;
 	const char *capture_header; /* reply header to keep, or NULL */
-	int			group;			/* 0..n-1: requests of one group share a cap */
+	int			group;			/* >= 0: requests of one group share a cap */
 } PaygwHttpRequest;
 
 typedef struct PaygwHttpResponse
@@ -49,9 +49,26 @@ typedef struct PaygwHttpResponse
 	double		elapsed_ms;
 } PaygwHttpResponse;
 
+/*
+ * A pool of transfers driven incrementally: add requests at any time, drive
+ * them for a bounded time, collect the finished ones.  It lives in the
+ * memory context current at creation; resetting or deleting that context
+ * detaches and frees every transfer, finished or not.
+ */
+typedef struct PaygwHttpPool PaygwHttpPool;
+
 extern void paygw_http_init(void);
 extern void paygw_http_add_header(PaygwHttpRequest *req, const char *name,
 								  const char *value, bool sensitive);
+extern PaygwHttpPool *paygw_http_pool_create(int max_concurrency,
+											 int max_per_group);
+extern void paygw_http_pool_add(PaygwHttpPool *pool, PaygwHttpRequest *req,
+								PaygwHttpResponse *resp, MemoryContext cxt,
+								void *arg);
+extern int	paygw_http_pool_run(PaygwHttpPool *pool, int timeout_ms,
+								void **done, int max_done);
+extern int	paygw_http_pool_pending(PaygwHttpPool *pool);
+extern int	paygw_http_pool_running(PaygwHttpPool *pool);
 extern void paygw_http_perform(PaygwHttpRequest *reqs,
 							   PaygwHttpResponse *resps, int n,
 							   int max_concurrency, int max_per_group);
