@@ -3,7 +3,7 @@
 
 EXTENSION = paygw
 MODULE_big = paygw
-DATA = sql/paygw--0.1.sql
+DATA = sql/paygw--0.1.sql sql/paygw--0.1--0.2.sql
 PGFILEDESC = "paygw - signed payment-gateway status checks"
 
 OBJS = \
@@ -15,6 +15,8 @@ OBJS = \
 	src/credentials.o \
 	src/call.o \
 	src/sqlfuncs.o \
+	src/reconcile.o \
+	src/worker.o \
 	src/http/http.o \
 	src/crypto/digest.o \
 	src/crypto/encode.o \
@@ -25,7 +27,7 @@ OBJS = \
 	src/providers/alikassa.o \
 	src/providers/morune.o
 
-REGRESS = setup signing status errors credentials privileges
+REGRESS = setup signing status errors credentials tracking privileges upgrade
 
 PKG_CONFIG ?= pkg-config
 # The server headers are included as system headers, so -Wextra reports

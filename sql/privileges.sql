@@ -16,6 +16,10 @@ SELECT * FROM paygw_status('okepay', '106');
 SELECT * FROM paygw_status_by_order('morune', 'mo-order-1');
 SELECT * FROM paygw_request('okepay', '106');
 SELECT paygw.sign('ok', 'x');
+SELECT paygw_track('okepay', '106');
+SELECT paygw_refresh();
+SELECT * FROM paygw.invoices;
+SELECT * FROM paygw.worker_status;
 RESET ROLE;
 
 -- PUBLIC holds no privilege on paygw's objects
@@ -35,12 +39,29 @@ SELECT p.oid::regprocedure AS function, p.proconfig
 -- the documented application grants
 GRANT USAGE ON SCHEMA paygw TO regress_paygw_app;
 GRANT EXECUTE ON FUNCTION paygw_status(text, text, text),
-                          paygw_status_by_order(text, text, text) TO regress_paygw_app;
+                          paygw_status_by_order(text, text, text),
+                          paygw_track(text, text, text, text),
+                          paygw_refresh(integer) TO regress_paygw_app;
+GRANT SELECT ON paygw.invoices, paygw.invoice_events TO regress_paygw_app;
+-- optional: let application code insert invoice rows itself
+GRANT INSERT (provider, account, payment_id, order_id) ON paygw.invoices TO regress_paygw_app;
 
 SET ROLE regress_paygw_app;
 SELECT provider, account, status FROM paygw_status('okepay', '106');
 SELECT provider, status = 'paid'::paygw.payment_status AS paid
   FROM paygw_status_by_order('morune', 'mo-order-1');
+SELECT paygw_track('okepay', '106') AS tracked \gset
+SELECT paygw_track('okepay', '106') = :tracked AS same;
+INSERT INTO paygw.invoices (provider, payment_id) VALUES ('okepay', '101') RETURNING account, status;
+SELECT paygw_refresh() AS checked;
+SELECT provider, payment_id, status FROM paygw.invoices ORDER BY payment_id;
+SELECT count(*) AS events FROM paygw.invoice_events;
+-- but cannot change them, nor check one out of turn
+UPDATE paygw.invoices SET status = 'paid';
+DELETE FROM paygw.invoices;
+INSERT INTO paygw.invoices (provider, payment_id, status) VALUES ('okepay', '102', 'paid');
+SELECT paygw_check_invoice(:tracked);
+SELECT * FROM paygw.worker_status;
 -- still no access to secrets, the dry run or signing
 SELECT secret FROM paygw.credentials;
 SELECT name FROM paygw.credentials;
@@ -59,8 +80,29 @@ RESET ROLE;
 -- the credentials survive intact
 SELECT name, provider FROM paygw.accounts ORDER BY name;
 
+-- a search_path hijack cannot redirect paygw's functions: objects named
+-- like the ones they use, in a schema the caller owns and puts first
+CREATE SCHEMA regress_hijack AUTHORIZATION regress_paygw_app;
+SET ROLE regress_paygw_app;
+CREATE FUNCTION regress_hijack.now() RETURNS timestamptz LANGUAGE sql AS $$ SELECT 'infinity'::timestamptz $$;
+CREATE FUNCTION regress_hijack.pg_notify(text, text) RETURNS void LANGUAGE sql AS $$ SELECT NULL $$;
+CREATE TABLE regress_hijack.credentials (name text, secret text);
+SET search_path = regress_hijack, public;
+SELECT provider, status FROM paygw_status('okepay', '106');
+SELECT paygw_track('okepay', '103') IS NOT NULL AS tracked;
+SELECT paygw_refresh() AS checked;
+SELECT payment_id, status, next_check_at <> 'infinity' AS real_clock
+  FROM paygw.invoices WHERE payment_id = '103';
+RESET search_path;
+RESET ROLE;
+DROP SCHEMA regress_hijack CASCADE;
+
+DELETE FROM paygw.invoices;
 REVOKE ALL ON SCHEMA paygw FROM regress_paygw_app;
+REVOKE ALL ON paygw.invoices, paygw.invoice_events FROM regress_paygw_app;
 REVOKE ALL ON FUNCTION paygw_status(text, text, text),
-                       paygw_status_by_order(text, text, text) FROM regress_paygw_app;
+                       paygw_status_by_order(text, text, text),
+                       paygw_track(text, text, text, text),
+                       paygw_refresh(integer) FROM regress_paygw_app;
 DROP ROLE regress_paygw_app;
 DROP ROLE regress_paygw_nobody;

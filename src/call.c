@@ -37,8 +37,11 @@ paygw_call_prepare(PaygwCall *call, const char *provider, const char *id,
 		return false;
 	}
 	if (id == NULL)
-		return paygw_set_error(err, PAYGW_ERR_INVALID_ID, "%s id must not be null",
-							   call->provider->name);
+		return paygw_set_error(err, PAYGW_ERR_INVALID_ID, "%s %s must not be null",
+							   call->provider->name,
+							   lookup == PAYGW_LOOKUP_ID ? call->provider->id_name
+							   : call->provider->order_name ? call->provider->order_name
+							   : "order id");
 	call->lookup = lookup;
 	call->id = pstrdup(id);
 	if (!call->provider->check_id(lookup, id, err))
@@ -53,6 +56,18 @@ paygw_call_prepare(PaygwCall *call, const char *provider, const char *id,
 	call->request.label = call->provider->name;
 	return call->provider->build_request(call->account, lookup, wire_id,
 										 &call->request, err);
+}
+
+/*
+ * The canonical spelling of a valid id (so "0042" and "42" are one OkePay
+ * gateway, upper- and lower-case one Morune invoice), palloc'd.
+ */
+char *
+paygw_canonical_id(const PaygwProvider *prov, PaygwLookup lookup, const char *id)
+{
+	if (prov->canonical_id != NULL)
+		return prov->canonical_id(lookup, id);
+	return pstrdup(id);
 }
 
 /*

@@ -24,6 +24,8 @@ typedef struct PaygwCall
 extern bool paygw_call_prepare(PaygwCall *call, const char *provider,
 							   const char *id, const char *account,
 							   PaygwLookup lookup, PaygwError *err);
+extern char *paygw_canonical_id(const PaygwProvider *prov, PaygwLookup lookup,
+								const char *id);
 extern bool paygw_call_interpret(PaygwCall *call, PaygwHttpResponse *resp,
 								 PaygwStatusResult *result, PaygwError *err);
 

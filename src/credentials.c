@@ -248,8 +248,8 @@ paygw_account_fetch(const PaygwProvider *prov, const char *name, PaygwError *err
 		else if (strcmp(provider, prov->name) != 0)
 		{
 			paygw_set_error(err, PAYGW_ERR_UNKNOWN_ACCOUNT,
-							"account \"%s\" is not a %s account", name, prov->name);
-			paygw_error_detail(err, "It belongs to provider \"%s\".", provider);
+							"account \"%s\" belongs to provider %s, not %s",
+							name, provider, prov->name);
 		}
 		else
 		{

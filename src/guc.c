@@ -11,6 +11,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "utils/guc.h"
 
 #include "paygw.h"
@@ -18,6 +20,15 @@
 int			paygw_timeout_ms = 10000;
 int			paygw_connect_timeout_ms = 3000;
 int			paygw_max_response_size = 1024 * 1024;
+char	   *paygw_database = NULL;
+int			paygw_naptime_ms = 1000;
+int			paygw_batch_size = 100;
+int			paygw_max_concurrency = 16;
+int			paygw_max_per_account = 8;
+int			paygw_backoff_initial_s = 30;
+int			paygw_backoff_max_s = 3600;
+int			paygw_give_up_after_s = 7 * 24 * 3600;
+int			paygw_lease_time_s = 300;
 
 /* Define the settings; called from _PG_init. */
 void
@@ -43,6 +54,69 @@ paygw_guc_init(void)
 							&paygw_max_response_size,
 							1024 * 1024, 1024, 64 * 1024 * 1024,
 							PGC_SUSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("paygw.database",
+							   "Database the reconciliation worker works in.",
+							   "Needs shared_preload_libraries = 'paygw'; the extension must be created there.",
+							   &paygw_database,
+							   "postgres",
+							   PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("paygw.naptime",
+							"How long the worker sleeps when no invoice is due.",
+							"Tracking an invoice wakes it at once.",
+							&paygw_naptime_ms,
+							1000, 10, 3600 * 1000,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("paygw.batch_size",
+							"Most invoices claimed at once by the worker or paygw_refresh().",
+							NULL,
+							&paygw_batch_size,
+							100, 1, 10000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("paygw.max_concurrency",
+							"Most gateway requests in flight at once, in total.",
+							NULL,
+							&paygw_max_concurrency,
+							16, 1, 1024,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("paygw.max_per_account",
+							"Most gateway requests in flight at once for one account.",
+							"Gateways publish no rate limits; keep this modest.",
+							&paygw_max_per_account,
+							8, 1, 1024,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("paygw.backoff_initial",
+							"Delay before an invoice is checked again the first time.",
+							"Each further check doubles it (with +-20% jitter) up to paygw.backoff_max.",
+							&paygw_backoff_initial_s,
+							30, 1, 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("paygw.backoff_max",
+							"Longest delay between two checks of an invoice.",
+							NULL,
+							&paygw_backoff_max_s,
+							3600, 1, 30 * 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("paygw.give_up_after",
+							"Age after which a still-open invoice is no longer polled.",
+							"It keeps its status and gets gave_up_at set.",
+							&paygw_give_up_after_s,
+							7 * 86400, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("paygw.lease_time",
+							"How long the worker's claim on an invoice lasts.",
+							"An invoice whose worker died is checked again after it; never less than twice paygw.timeout.",
+							&paygw_lease_time_s,
+							300, 1, 86400,
+							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("paygw");
 }

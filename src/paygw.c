@@ -9,6 +9,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 
 #include "http/http.h"
 #include "paygw.h"
@@ -22,4 +23,9 @@ _PG_init(void)
 {
 	paygw_guc_init();
 	paygw_http_init();
+	if (process_shared_preload_libraries_in_progress)
+	{
+		paygw_shmem_init();
+		paygw_worker_register();
+	}
 }

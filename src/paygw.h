@@ -32,6 +32,9 @@ typedef enum PaygwErrorCode
 	PAYGW_ERR_INVALID_ID,
 	PAYGW_ERR_UNSUPPORTED,
 	PAYGW_ERR_INVALID_CREDENTIAL,
+	PAYGW_ERR_UNKNOWN_INVOICE,
+	PAYGW_ERR_INVOICE_BUSY,
+	PAYGW_ERR_TRACK_CONFLICT,
 	PAYGW_ERR_NOT_FOUND,
 	PAYGW_ERR_AUTH_REJECTED,
 	PAYGW_ERR_CONNECT,
@@ -140,7 +143,21 @@ typedef struct PaygwStatusResult
 extern int	paygw_timeout_ms;
 extern int	paygw_connect_timeout_ms;
 extern int	paygw_max_response_size;
+extern char *paygw_database;
+extern int	paygw_naptime_ms;
+extern int	paygw_batch_size;
+extern int	paygw_max_concurrency;
+extern int	paygw_max_per_account;
+extern int	paygw_backoff_initial_s;
+extern int	paygw_backoff_max_s;
+extern int	paygw_give_up_after_s;
+extern int	paygw_lease_time_s;
 
 extern void paygw_guc_init(void);
+
+/* worker.c */
+extern void paygw_worker_register(void);
+extern void paygw_shmem_init(void);
+extern void paygw_wake_worker_at_commit(void);
 
 #endif							/* PAYGW_H */

@@ -24,6 +24,7 @@
 #include "call.h"
 #include "credentials.h"
 #include "crypto/crypto.h"
+#include "reconcile.h"
 
 PG_FUNCTION_INFO_V1(paygw_status);
 PG_FUNCTION_INFO_V1(paygw_status_by_order);
@@ -342,4 +343,288 @@ paygw_sign(PG_FUNCTION_ARGS)
 	result = cstring_to_text(signature);
 	MemoryContextDelete(callcxt);
 	PG_RETURN_TEXT_P(result);
+}
+
+/* ---- tracked invoices ---- */
+
+PG_FUNCTION_INFO_V1(paygw_invoices_validate);
+PG_FUNCTION_INFO_V1(paygw_wake_worker);
+PG_FUNCTION_INFO_V1(paygw_track);
+PG_FUNCTION_INFO_V1(paygw_refresh);
+PG_FUNCTION_INFO_V1(paygw_check_invoice);
+
+/*
+ * Check a gateway id and an order id for an invoice of prov and return
+ * their canonical spellings (NULL stays NULL).  Raises on invalid input.
+ */
+static void
+invoice_ids(const PaygwProvider *prov, char **payment_id, char **order_id)
+{
+	PaygwError	err;
+
+	if (*payment_id == NULL && *order_id == NULL)
+	{
+		paygw_set_error(&err, PAYGW_ERR_INVALID_ID,
+						"an invoice needs the gateway's id or the order id");
+		paygw_raise(&err);
+	}
+	if (*payment_id != NULL)
+	{
+		if (!prov->check_id(PAYGW_LOOKUP_ID, *payment_id, &err))
+			paygw_raise(&err);
+		*payment_id = paygw_canonical_id(prov, PAYGW_LOOKUP_ID, *payment_id);
+	}
+	/* an order id alone must be something the gateway can look up */
+	if (*order_id != NULL && (*payment_id == NULL || prov->order_name != NULL))
+	{
+		if (!prov->check_id(PAYGW_LOOKUP_ORDER, *order_id, &err))
+			paygw_raise(&err);
+	}
+}
+
+static const PaygwProvider *
+provider_or_raise(const char *name)
+{
+	const PaygwProvider *prov;
+	PaygwError	err;
+
+	if (name == NULL)
+	{
+		paygw_set_error(&err, PAYGW_ERR_UNKNOWN_PROVIDER, "provider must not be null");
+		paygw_raise(&err);
+	}
+	prov = paygw_provider_find(name);
+	if (prov == NULL)
+	{
+		paygw_set_error(&err, PAYGW_ERR_UNKNOWN_PROVIDER, "unknown payment provider \"%s\"", name);
+		paygw_error_hint(&err, "Supported providers: %s.", paygw_provider_names());
+		paygw_raise(&err);
+	}
+	return prov;
+}
+
+/* The name of the account to use (see paygw_account_fetch), or raise. */
+static char *
+account_or_raise(const PaygwProvider *prov, const char *account)
+{
+	PaygwError	err;
+	PaygwAccount *a = paygw_account_fetch(prov, account, &err);
+
+	if (a == NULL)
+		paygw_raise(&err);
+	return a->name;
+}
+
+/*
+ * Trigger on paygw.invoices (BEFORE INSERT OR UPDATE OF provider, account,
+ * payment_id, order_id): a known provider, ids the gateway accepts (stored
+ * in canonical form), and an account of that provider -- the provider's
+ * only account when none is given.
+ */
+Datum
+paygw_invoices_validate(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	MemoryContext callcxt;
+	MemoryContext oldcxt;
+	const PaygwProvider *prov;
+	char	   *payment_id;
+	char	   *order_id;
+	char	   *account;
+	int			cols[3];
+	Datum		values[3];
+	bool		nulls[3];
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "paygw_invoices_validate must be a BEFORE ROW trigger");
+	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)
+		? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	desc = trigdata->tg_relation->rd_att;
+
+	callcxt = call_context();
+	oldcxt = MemoryContextSwitchTo(callcxt);
+	prov = provider_or_raise(tuple_text(tuple, desc, "provider"));
+	payment_id = tuple_text(tuple, desc, "payment_id");
+	order_id = tuple_text(tuple, desc, "order_id");
+	invoice_ids(prov, &payment_id, &order_id);
+	account = account_or_raise(prov, tuple_text(tuple, desc, "account"));
+
+	cols[0] = SPI_fnumber(desc, "account");
+	cols[1] = SPI_fnumber(desc, "payment_id");
+	cols[2] = SPI_fnumber(desc, "order_id");
+	values[0] = CStringGetTextDatum(account);
+	nulls[0] = false;
+	values[1] = text_or_null(payment_id, &nulls[1]);
+	values[2] = text_or_null(order_id, &nulls[2]);
+
+	MemoryContextSwitchTo(oldcxt);
+	tuple = heap_modify_tuple_by_cols(tuple, desc, 3, cols, values, nulls);
+	MemoryContextDelete(callcxt);
+	return PointerGetDatum(tuple);
+}
+
+/* Statement trigger: wake the worker when this transaction commits. */
+Datum
+paygw_wake_worker(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "paygw_wake_worker must be a trigger");
+	paygw_wake_worker_at_commit();
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * paygw_track(provider, id, order_id, account): the id of the invoice for
+ * this payment, inserted when it is not tracked yet.  Calling it again for
+ * the same payment returns the same id (and fills in an order id or gateway
+ * id the row did not have yet).
+ */
+Datum
+paygw_track(PG_FUNCTION_ARGS)
+{
+	MemoryContext callcxt = call_context();
+	MemoryContext oldcxt = MemoryContextSwitchTo(callcxt);
+	const PaygwProvider *prov = provider_or_raise(text_arg(fcinfo, 0));
+	char	   *payment_id = text_arg(fcinfo, 1);
+	char	   *order_id = text_arg(fcinfo, 2);
+	char	   *account;
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	int64		id;
+	int			ret;
+
+	invoice_ids(prov, &payment_id, &order_id);
+	account = account_or_raise(prov, text_arg(fcinfo, 3));
+
+	values[0] = CStringGetTextDatum(prov->name);
+	values[1] = CStringGetTextDatum(account);
+	values[2] = payment_id ? CStringGetTextDatum(payment_id) : (Datum) 0;
+	nulls[2] = payment_id ? ' ' : 'n';
+	values[3] = order_id ? CStringGetTextDatum(order_id) : (Datum) 0;
+	nulls[3] = order_id ? ' ' : 'n';
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute_with_args("INSERT INTO paygw.invoices (provider, account, payment_id, order_id)"
+								" VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING id",
+								4, types, values, nulls, false, 1);
+	if (ret != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "inserting into paygw.invoices failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+
+		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	else
+	{
+		/* already tracked: find it, by either id */
+		HeapTuple	row;
+		TupleDesc	desc;
+		bool		isnull;
+		char	   *have_payment;
+		char	   *have_order;
+		PaygwError	err;
+
+		ret = SPI_execute_with_args("SELECT id, payment_id, order_id FROM paygw.invoices"
+									" WHERE account = $2 AND (payment_id = $3 OR order_id = $4)"
+									" AND $1 IS NOT NULL",
+									4, types, values, nulls, false, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "reading paygw.invoices failed: %s", SPI_result_code_string(ret));
+		if (SPI_processed != 1)
+		{
+			paygw_set_error(&err, PAYGW_ERR_TRACK_CONFLICT,
+							"the gateway id and the order id belong to different tracked invoices");
+			paygw_raise(&err);
+		}
+		row = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+		have_payment = SPI_getvalue(row, desc, 2);
+		have_order = SPI_getvalue(row, desc, 3);
+		if ((payment_id && have_payment && strcmp(payment_id, have_payment) != 0) ||
+			(order_id && have_order && strcmp(order_id, have_order) != 0))
+		{
+			paygw_set_error(&err, PAYGW_ERR_TRACK_CONFLICT,
+							"payment is already tracked as invoice %lld with a different %s",
+							(long long) id,
+							(payment_id && have_payment && strcmp(payment_id, have_payment) != 0)
+							? "gateway id" : "order id");
+			paygw_raise(&err);
+		}
+		if ((payment_id && !have_payment) || (order_id && !have_order))
+		{
+			Oid			utypes[3] = {INT8OID, TEXTOID, TEXTOID};
+			Datum		uvalues[3] = {Int64GetDatum(id), values[2], values[3]};
+			char		unulls[3] = {' ', nulls[2], nulls[3]};
+
+			ret = SPI_execute_with_args("UPDATE paygw.invoices SET payment_id = COALESCE(payment_id, $2),"
+										" order_id = COALESCE(order_id, $3) WHERE id = $1",
+										3, utypes, uvalues, unulls, false, 0);
+			if (ret != SPI_OK_UPDATE)
+				elog(ERROR, "updating paygw.invoices failed: %s", SPI_result_code_string(ret));
+		}
+	}
+	SPI_finish();
+
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(callcxt);
+	PG_RETURN_INT64(id);
+}
+
+/*
+ * paygw_refresh(max_invoices): one pass over due invoices in this session,
+ * their calls issued concurrently; returns how many were checked.
+ */
+Datum
+paygw_refresh(PG_FUNCTION_ARGS)
+{
+	int32		max_invoices = PG_ARGISNULL(0) ? 100 : PG_GETARG_INT32(0);
+	PaygwApplyStats stats;
+
+	if (max_invoices < 1 || max_invoices > 10000)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("max_invoices must be between 1 and 10000"));
+	memset(&stats, 0, sizeof(stats));
+	PG_RETURN_INT32(paygw_reconcile_pass(max_invoices, 0, &stats));
+}
+
+/*
+ * paygw_check_invoice(invoice_id): check one invoice now, whatever its
+ * status or schedule; returns the outcome (changed, unchanged, anomaly,
+ * error, gave_up).
+ */
+Datum
+paygw_check_invoice(PG_FUNCTION_ARGS)
+{
+	int64		invoice_id = PG_GETARG_INT64(0);
+	PaygwApplyStats stats;
+	PaygwError	err;
+
+	memset(&stats, 0, sizeof(stats));
+	if (paygw_reconcile_pass(1, invoice_id, &stats) == 0)
+	{
+		bool		exists;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		exists = SPI_execute_with_args("SELECT 1 FROM paygw.invoices WHERE id = $1", 1,
+									   (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(invoice_id)},
+									   NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1;
+		SPI_finish();
+		if (exists)
+			paygw_set_error(&err, PAYGW_ERR_INVOICE_BUSY,
+							"invoice %lld is being checked by the worker", (long long) invoice_id);
+		else
+			paygw_set_error(&err, PAYGW_ERR_UNKNOWN_INVOICE,
+							"invoice %lld does not exist", (long long) invoice_id);
+		paygw_raise(&err);
+	}
+	PG_RETURN_TEXT_P(cstring_to_text(stats.last_outcome));
 }

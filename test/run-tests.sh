@@ -29,6 +29,9 @@ for arg in "$@"; do
     esac
 done
 
+# the test cluster preloads paygw so the worker checks can run
+export PAYGW_TEST_CONF=${PAYGW_TEST_CONF:-$(cd "$(dirname "$0")" && pwd)/postgresql.conf}
+
 STAGE_TIMEOUT=${PAYGW_STAGE_TIMEOUT:-900}   # seconds per stage (see lib.sh)
 passed=0
 failed=0

@@ -159,13 +159,15 @@ static void
 quote_gateway_message(PaygwError *err, const char *message)
 {
 	char		clean[160];
-	size_t		n = 0;
+	int			len;
 
 	if (message == NULL || message[0] == '\0')
 		return;
-	for (const char *p = message; *p && n < sizeof(clean) - 1; p++)
-		clean[n++] = ((unsigned char) *p < 0x20) ? ' ' : *p;
-	clean[n] = '\0';
+	/* cut at a character boundary */
+	len = pg_mbcliplen(message, strlen(message), sizeof(clean) - 1);
+	for (int i = 0; i < len; i++)
+		clean[i] = ((unsigned char) message[i] < 0x20) ? ' ' : message[i];
+	clean[len] = '\0';
 	paygw_error_detail(err, "The gateway said: %s", clean);
 }
 

@@ -70,6 +70,18 @@ morune_sign(PaygwAccount *account, const char *message, size_t len,
 	return signature;
 }
 
+/* invoice ids are UUIDs: lower case */
+static char *
+morune_canonical_id(PaygwLookup lookup, const char *id)
+{
+	char	   *s = pstrdup(id);
+
+	if (lookup == PAYGW_LOOKUP_ID)
+		for (char *p = s; *p; p++)
+			*p = pg_ascii_tolower((unsigned char) *p);
+	return s;
+}
+
 static bool
 morune_build_request(PaygwAccount *account, PaygwLookup lookup, const char *id,
 					 PaygwHttpRequest *req, PaygwError *err)
@@ -142,6 +154,7 @@ const PaygwProvider paygw_morune = {
 	.option_keys = morune_options,
 	.sign = morune_sign,
 	.check_account = morune_check_account,
+	.canonical_id = morune_canonical_id,
 	.check_id = morune_check_id,
 	.build_request = morune_build_request,
 	.parse_reply = morune_parse_reply,

@@ -84,6 +84,13 @@ okepay_sign(PaygwAccount *account, const char *message, size_t len,
 	return signature;
 }
 
+/* gateway ids are integers: no leading zeros */
+static char *
+okepay_canonical_id(PaygwLookup lookup, const char *id)
+{
+	return pstrdup(lookup == PAYGW_LOOKUP_ID ? id + strspn(id, "0") : id);
+}
+
 static bool
 okepay_build_request(PaygwAccount *account, PaygwLookup lookup, const char *id,
 					 PaygwHttpRequest *req, PaygwError *err)
@@ -171,6 +178,7 @@ const PaygwProvider paygw_okepay = {
 	.option_keys = okepay_options,
 	.sign = okepay_sign,
 	.check_account = okepay_check_account,
+	.canonical_id = okepay_canonical_id,
 	.check_id = okepay_check_id,
 	.build_request = okepay_build_request,
 	.parse_reply = okepay_parse_reply,

@@ -40,6 +40,8 @@ typedef struct PaygwProvider
 						 PaygwError *err);
 	/* check merchant_id, secret and options of a credential row */
 	bool		(*check_account) (PaygwAccount *account, PaygwError *err);
+	/* the canonical spelling of a valid id (NULL: as given) */
+	char	   *(*canonical_id) (PaygwLookup lookup, const char *id);
 	/* check an id against the gateway's format rules */
 	bool		(*check_id) (PaygwLookup lookup, const char *id, PaygwError *err);
 	/* build and sign the status request */
@@ -57,7 +59,7 @@ extern const PaygwProvider paygw_obmenka;
 extern const PaygwProvider paygw_alikassa;
 extern const PaygwProvider paygw_morune;
 
-/* registry.c */
+/* common.c: the registry */
 extern const PaygwProvider *const paygw_providers[];
 extern const int paygw_provider_count;
 extern const PaygwProvider *paygw_provider_find(const char *name);

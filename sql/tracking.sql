@@ -1,0 +1,147 @@
+--
+-- tracking: paygw.invoices, paygw_track, paygw_refresh and
+-- paygw_check_invoice in one session (the worker and concurrent sessions
+-- are tested by test/checks/).
+--
+\set VERBOSITY default
+\! curl -sf -X POST -o /dev/null "http://127.0.0.1:$PAYGW_EMU_PORT/_control/reset" && echo emulator reset
+
+-- the accounts from setup, and nothing tracked yet
+SELECT name, provider FROM paygw.accounts ORDER BY name;
+SELECT count(*) FROM paygw.invoices;
+
+-- tracking is idempotent: the same payment gives the same invoice
+SELECT paygw_track('okepay', '500') AS ok500 \gset
+SELECT paygw_track('okepay', '500') = :ok500 AS same,
+       paygw_track('okepay', '00500') = :ok500 AS same_without_zeros,
+       paygw_track('okepay', '500', 'ok-order-500') = :ok500 AS same_with_order,
+       paygw_track('okepay', '500', NULL, 'ok') = :ok500 AS same_named_account;
+SELECT provider, account, payment_id, order_id, status, check_count, next_check_at <= now() AS due
+  FROM paygw.invoices WHERE id = :ok500;
+
+-- an invoice known only by its order id, and found again by it
+SELECT paygw_track('alikassa', NULL, 'ak-order-537') AS ak537 \gset
+SELECT paygw_track('alikassa', NULL, 'ak-order-537') = :ak537 AS same;
+SELECT paygw_track('morune', 'A3E9FF6F-C5C1-4BCD-854E-4BC995B1A001') AS mo1 \gset
+SELECT paygw_track('morune', 'a3e9ff6f-c5c1-4bcd-854e-4bc995b1a001', 'mo-order-1') = :mo1 AS same_uuid_any_case;
+SELECT provider, payment_id, order_id FROM paygw.invoices WHERE id IN (:ak537, :mo1) ORDER BY id;
+
+-- application code can insert rows directly; the account is filled in
+INSERT INTO paygw.invoices (provider, payment_id) VALUES ('obmenka', '79DF-60B0-1702')
+RETURNING provider, account, payment_id, status;
+
+-- bad input: clear errors, nothing written
+SELECT paygw_try($$SELECT paygw_track('paypal', '1')$$);
+SELECT paygw_try($$SELECT paygw_track('okepay', NULL, 'ok-order-1')$$, true);
+SELECT paygw_try($$SELECT paygw_track('okepay', 'abc')$$);
+SELECT paygw_try($$SELECT paygw_track('morune', 'not-a-uuid')$$);
+SELECT paygw_try($$SELECT paygw_track('okepay', NULL, NULL)$$);
+SELECT paygw_try($$SELECT paygw_track('okepay', '101', NULL, 'mo')$$, true);
+SELECT paygw_try($$SELECT paygw_track('okepay', '500', 'another-order')$$);
+SELECT paygw_try($$INSERT INTO paygw.invoices (provider, payment_id) VALUES ('morune', 'x')$$);
+SELECT paygw_try($$INSERT INTO paygw.invoices (provider) VALUES ('obmenka')$$);
+SELECT count(*) AS invoices FROM paygw.invoices;
+
+-- the transitions gateways can produce
+SELECT o AS "from", string_agg(n::text, ', ' ORDER BY n) AS "may become"
+  FROM unnest(enum_range(NULL::paygw.payment_status)) o,
+       unnest(enum_range(NULL::paygw.payment_status)) n
+ WHERE paygw.transition_allowed(o, n)
+ GROUP BY o ORDER BY o;
+
+-- paygw_refresh checks every due invoice once; OkePay 500 answers
+-- waiting, waiting, then confirmed
+SET paygw.backoff_initial = '10s';
+SET paygw.backoff_max = '40s';
+SELECT paygw_refresh() AS checked;
+SELECT provider, status, provider_status, check_count, last_error,
+       next_check_at - checked_at BETWEEN '8s' AND '12s' AS backoff_10s
+  FROM paygw.invoices ORDER BY id;
+SELECT paygw_refresh() AS checked_when_nothing_due;
+
+-- make OkePay 500 due again: still waiting, the backoff doubles
+UPDATE paygw.invoices SET next_check_at = now() WHERE id = :ok500;
+SELECT paygw_refresh() AS checked;
+SELECT status, check_count, next_check_at - checked_at BETWEEN '16s' AND '24s' AS backoff_20s
+  FROM paygw.invoices WHERE id = :ok500;
+SELECT count(*) AS events FROM paygw.invoice_events WHERE invoice_id = :ok500;
+
+-- third check: confirmed -> paid, exactly one event, no more polling
+UPDATE paygw.invoices SET next_check_at = now() WHERE id = :ok500;
+SELECT paygw_refresh() AS checked;
+SELECT status, provider_status, amount, currency, check_count, next_check_at
+  FROM paygw.invoices WHERE id = :ok500;
+SELECT old_status, new_status, provider_status, applied
+  FROM paygw.invoice_events WHERE invoice_id = :ok500 ORDER BY id;
+
+-- the event history so far: one per change, written with the change
+SELECT i.provider, i.payment_id, e.old_status, e.new_status, e.applied
+  FROM paygw.invoice_events e JOIN paygw.invoices i ON i.id = e.invoice_id
+ ORDER BY e.id;
+
+-- gateway errors are data: recorded on the invoice, never abort the pass
+SELECT paygw_fault_account('ok', 'status=503') AS acct \gset
+SELECT paygw_track('okepay', '106', NULL, :'acct') AS broken \gset
+SELECT paygw_fault_account('mo', 'malformed') AS acct \gset
+SELECT paygw_track('morune', 'a3e9ff6f-c5c1-4bcd-854e-4bc995b1a002', NULL, :'acct') AS malformed \gset
+SELECT paygw_track('okepay', '112', NULL, 'ok') AS declined \gset
+SELECT paygw_refresh() AS checked;
+SELECT payment_id, status, check_count, error_count, last_error_code, last_error,
+       next_check_at > now() AS retry_later
+  FROM paygw.invoices WHERE id IN (:broken, :malformed, :declined) ORDER BY id;
+-- errors back off too
+UPDATE paygw.invoices SET next_check_at = now() WHERE id = :broken;
+SELECT paygw_refresh() AS checked;
+SELECT check_count, error_count, next_check_at - checked_at BETWEEN '16s' AND '24s' AS backoff_20s
+  FROM paygw.invoices WHERE id = :broken;
+
+-- the backoff stops at paygw.backoff_max
+UPDATE paygw.invoices SET check_count = 10, next_check_at = now() WHERE id = :broken;
+SELECT paygw_refresh() AS checked;
+SELECT next_check_at - checked_at BETWEEN '32s' AND '48s' AS backoff_capped_40s
+  FROM paygw.invoices WHERE id = :broken;
+
+-- give-up horizon: an invoice still open after paygw.give_up_after is no
+-- longer polled, keeps its status and is marked
+SET paygw.give_up_after = 0;
+UPDATE paygw.invoices SET next_check_at = now() WHERE id = :broken;
+SELECT paygw_refresh() AS checked;
+SELECT status, next_check_at, gave_up_at IS NOT NULL AS gave_up
+  FROM paygw.invoices WHERE id = :broken;
+SELECT paygw_refresh() AS checked_after_give_up;
+RESET paygw.give_up_after;
+
+-- a transition the gateways cannot produce is recorded, warned about and
+-- not applied: a declined (failed) payment reported as confirmed
+\! curl -sf -X POST -o /dev/null -d '{"provider":"okepay","id":"112","status":"confirmed"}' "http://127.0.0.1:$PAYGW_EMU_PORT/_control/set" && echo emulator changed 112
+SELECT paygw_check_invoice(:declined);
+SELECT status, provider_status, last_error_code, last_error FROM paygw.invoices WHERE id = :declined;
+SELECT old_status, new_status, provider_status, applied
+  FROM paygw.invoice_events WHERE invoice_id = :declined ORDER BY id;
+
+-- and a status never moves back to pending
+SELECT paygw_track('okepay', '103', NULL, 'ok') AS authorized \gset
+SELECT paygw_check_invoice(:authorized);
+\! curl -sf -X POST -o /dev/null -d '{"provider":"okepay","id":"103","status":"waiting"}' "http://127.0.0.1:$PAYGW_EMU_PORT/_control/set" && echo emulator changed 103
+SELECT paygw_check_invoice(:authorized);
+SELECT status, last_error_code FROM paygw.invoices WHERE id = :authorized;
+SELECT old_status, new_status, applied FROM paygw.invoice_events WHERE invoice_id = :authorized ORDER BY id;
+
+-- paygw_check_invoice on something that is not there
+SELECT paygw_try($$SELECT paygw_check_invoice(-1)$$);
+SELECT paygw_try($$SELECT paygw_refresh(0)$$);
+
+-- an invoice leased by a (dead) worker is skipped until the lease expires
+SELECT paygw_track('okepay', '101', NULL, 'ok') AS leased \gset
+UPDATE paygw.invoices SET lease_until = now() + interval '1 hour', lease_token = 1 WHERE id = :leased;
+SELECT paygw_refresh() AS checked_while_leased;
+SELECT paygw_try(format('SELECT paygw_check_invoice(%s)', :leased));
+UPDATE paygw.invoices SET lease_until = now() - interval '1 second' WHERE id = :leased;
+SELECT paygw_refresh() AS checked_after_expiry;
+SELECT status, lease_until, lease_token FROM paygw.invoices WHERE id = :leased;
+
+-- the worker's view (values depend on whether paygw is preloaded)
+SELECT count(*) AS rows FROM paygw.worker_status;
+
+DELETE FROM paygw.invoices;
+DELETE FROM paygw.credentials WHERE name LIKE '%:%';
