@@ -72,7 +72,7 @@ prepare_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 static double
 lease_seconds(void)
 {
-	return Max((double) paygw_lease_time_s, 2.0 * paygw_timeout_ms / 1000.0 + 5.0);
+	return Max((double) paygw_lease_time_s, 2.0 * paygw_timeout_ms / 1000.0);
 }
 
 /*

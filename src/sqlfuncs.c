@@ -511,7 +511,7 @@ paygw_track(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	ret = SPI_execute_with_args("INSERT INTO paygw.invoices (provider, account, payment_id, order_id)"
 								" VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING id",
-								4, types, values, nulls, false, 1);
+								4, types, values, nulls, false, 0);
 	if (ret != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "inserting into paygw.invoices failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 1)

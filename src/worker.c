@@ -79,6 +79,7 @@ static PaygwShared *shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_registered = false;
+static bool wake_pending = false;
 
 static void
 paygw_shmem_request(void)
@@ -132,12 +133,18 @@ paygw_worker_register(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-/* XactCallback: set the worker's latch once the transaction has committed. */
+/*
+ * XactCallback, registered once per backend: when a transaction that
+ * inserted invoices commits, set the worker's latch.  (Not unregistered from
+ * inside the callback: the callback list is being walked.)
+ */
 static void
 wake_at_commit(XactEvent event, void *arg)
 {
 	(void) arg;
-	if (event == XACT_EVENT_COMMIT && shared != NULL)
+	if (!wake_pending)
+		return;
+	if (event == XACT_EVENT_COMMIT)
 	{
 		Latch	   *latch;
 
@@ -149,10 +156,7 @@ wake_at_commit(XactEvent event, void *arg)
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
-	{
-		UnregisterXactCallback(wake_at_commit, NULL);
-		wake_registered = false;
-	}
+		wake_pending = false;
 }
 
 /*
@@ -162,10 +166,14 @@ wake_at_commit(XactEvent event, void *arg)
 void
 paygw_wake_worker_at_commit(void)
 {
-	if (shared == NULL || wake_registered)
+	if (shared == NULL)
 		return;
-	RegisterXactCallback(wake_at_commit, NULL);
-	wake_registered = true;
+	if (!wake_registered)
+	{
+		RegisterXactCallback(wake_at_commit, NULL);
+		wake_registered = true;
+	}
+	wake_pending = true;
 }
 
 static void

@@ -9,11 +9,14 @@ check_ok() { echo "ok: $*"; }
 # psql with no .psqlrc, errors fatal, quiet, unaligned tuples only
 q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 
-# wait_for SECONDS COMMAND...: run COMMAND every 20 ms until it succeeds
+# wait_for SECONDS COMMAND...: run COMMAND every 20 ms until it succeeds.
+# A single string argument is evaluated each time (so "$(...)" in it is
+# re-run): wait_for 10 '[ "$(q -c "SELECT 1")" = 1 ]'
 wait_for() {
     local deadline=$(( $(date +%s%N) + $1 * 1000000000 ))
     shift
-    until "$@"; do
+    while true; do
+        if (( $# == 1 )); then eval "$1" && return 0; else "$@" && return 0; fi
         (( $(date +%s%N) < deadline )) || return 1
         sleep 0.02
     done
