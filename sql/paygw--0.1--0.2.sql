@@ -66,7 +66,8 @@ CREATE TRIGGER invoices_validate
     BEFORE INSERT OR UPDATE OF provider, account, payment_id, order_id ON paygw.invoices
     FOR EACH ROW EXECUTE FUNCTION paygw.invoices_validate();
 
--- Wakes the background worker when the inserting transaction commits.
+-- Wakes the background worker when a transaction that made an invoice due
+-- (inserted it, or set its next_check_at to now or earlier) commits.
 CREATE FUNCTION paygw.wake_worker()
 RETURNS trigger
 LANGUAGE C
@@ -74,8 +75,9 @@ AS 'MODULE_PATHNAME', 'paygw_wake_worker';
 REVOKE ALL ON FUNCTION paygw.wake_worker() FROM PUBLIC;
 
 CREATE TRIGGER invoices_wake_worker
-    AFTER INSERT ON paygw.invoices
-    FOR EACH STATEMENT EXECUTE FUNCTION paygw.wake_worker();
+    AFTER INSERT OR UPDATE OF next_check_at ON paygw.invoices
+    FOR EACH ROW WHEN (NEW.next_check_at <= pg_catalog.now())
+    EXECUTE FUNCTION paygw.wake_worker();
 
 -- The transitions gateways can produce.  Anything else (a final status
 -- changing, any status going back to pending) is recorded, not applied.
@@ -281,7 +283,7 @@ CREATE FUNCTION paygw.worker_status_info(
     OUT started_at timestamptz, OUT last_pass_at timestamptz,
     OUT passes bigint, OUT invoices_checked bigint, OUT changes_applied bigint,
     OUT anomalies bigint, OUT errors bigint, OUT errors_by_kind jsonb,
-    OUT in_flight integer)
+    OUT in_flight integer, OUT max_concurrency integer, OUT max_per_account integer)
 RETURNS record
 LANGUAGE C STABLE
 AS 'MODULE_PATHNAME', 'paygw_worker_status_info';

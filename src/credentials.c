@@ -167,41 +167,37 @@ paygw_account_complete(PaygwAccount *account, Jsonb *options, PaygwError *err)
 }
 
 /*
- * The account to use for prov: the one named name, or when name is NULL the
- * provider's only account.  With prov NULL, the account named name whatever
- * its provider.  Result and strings in CurrentMemoryContext; the
- * secrets are wiped when it is reset.  NULL with err filled when there is no
- * such account, or several and none was named.
+ * Run the account lookup for (prov, name): by name when name is given,
+ * otherwise all accounts of prov.  The query's first two columns must be
+ * name and provider.  Inside an SPI connection.  Returns the row to use, or
+ * NULL with err filled: no such account, several and none named, or an
+ * account of another provider.  *prov_out is the row's provider.
  */
-PaygwAccount *
-paygw_account_fetch(const PaygwProvider *prov, const char *name, PaygwError *err)
+static HeapTuple
+lookup_account(const PaygwProvider *prov, const char *name,
+			   SPIPlanPtr *by_name, SPIPlanPtr *by_provider, const char *columns,
+			   const PaygwProvider **prov_out, PaygwError *err)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	PaygwAccount *account = NULL;
 	Datum		arg;
-
 	int			ret;
 	uint64		nrows;
-
-	Assert(prov != NULL || name != NULL);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	char	   *provider;
 
 	if (name != NULL)
 	{
 		arg = CStringGetTextDatum(name);
-		ret = SPI_execute_plan(prepare_once(&plan_by_name,
-											"SELECT " CREDENTIAL_COLUMNS
-											" FROM paygw.credentials WHERE name = $1"),
+		ret = SPI_execute_plan(prepare_once(by_name,
+											psprintf("SELECT %s FROM paygw.credentials WHERE name = $1",
+													 columns)),
 							   &arg, NULL, false, 2);
 	}
 	else
 	{
 		arg = CStringGetTextDatum(prov->name);
-		ret = SPI_execute_plan(prepare_once(&plan_by_provider,
-											"SELECT " CREDENTIAL_COLUMNS
-											" FROM paygw.credentials WHERE provider = $1"
-											" ORDER BY name"),
+		ret = SPI_execute_plan(prepare_once(by_provider,
+											psprintf("SELECT %s FROM paygw.credentials"
+													 " WHERE provider = $1 ORDER BY name",
+													 columns)),
 							   &arg, NULL, false, 0);
 	}
 	if (ret != SPI_OK_SELECT)
@@ -219,8 +215,9 @@ paygw_account_fetch(const PaygwProvider *prov, const char *name, PaygwError *err
 							"no %s account is configured", prov->name);
 			paygw_error_hint(err, "Add one to paygw.credentials.");
 		}
+		return NULL;
 	}
-	else if (nrows > 1)
+	if (nrows > 1)
 	{
 		StringInfoData names;
 
@@ -231,52 +228,99 @@ paygw_account_fetch(const PaygwProvider *prov, const char *name, PaygwError *err
 		paygw_set_error(err, PAYGW_ERR_AMBIGUOUS_ACCOUNT,
 						"more than one %s account is configured", prov->name);
 		paygw_error_hint(err, "Pass the account name as the third argument; one of: %s.", names.data);
+		return NULL;
 	}
-	else
+
+	provider = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	*prov_out = prov ? prov : paygw_provider_find(provider);
+	if (*prov_out == NULL)
 	{
-		HeapTuple	tuple = SPI_tuptable->vals[0];
+		paygw_set_error(err, PAYGW_ERR_UNKNOWN_PROVIDER, "unknown payment provider \"%s\"", provider);
+		return NULL;
+	}
+	if (strcmp(provider, (*prov_out)->name) != 0)
+	{
+		paygw_set_error(err, PAYGW_ERR_UNKNOWN_ACCOUNT,
+						"account \"%s\" belongs to provider %s, not %s",
+						name, provider, (*prov_out)->name);
+		return NULL;
+	}
+	return SPI_tuptable->vals[0];
+}
+
+/*
+ * The account to use for prov: the one named name, or when name is NULL the
+ * provider's only account.  With prov NULL, the account named name whatever
+ * its provider.  Result and strings in CurrentMemoryContext; the secrets are
+ * wiped when it is reset.  NULL with err filled when there is no such
+ * account, or several and none was named.
+ */
+PaygwAccount *
+paygw_account_fetch(const PaygwProvider *prov, const char *name, PaygwError *err)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	PaygwAccount *account = NULL;
+	HeapTuple	tuple;
+
+	Assert(prov != NULL || name != NULL);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	tuple = lookup_account(prov, name, &plan_by_name, &plan_by_provider,
+						   CREDENTIAL_COLUMNS, &prov, err);
+	if (tuple != NULL)
+	{
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		char	   *provider = copy_text(tuple, desc, 2, cxt, false);
 		bool		isnull;
 		Datum		options = SPI_getbinval(tuple, desc, 7, &isnull);
 		Jsonb	   *opts = NULL;
 
-		if (prov == NULL)
-			prov = paygw_provider_find(provider);
-		if (prov == NULL)
-			paygw_set_error(err, PAYGW_ERR_UNKNOWN_PROVIDER, "unknown payment provider \"%s\"", provider);
-		else if (strcmp(provider, prov->name) != 0)
+		account = MemoryContextAllocZero(cxt, sizeof(PaygwAccount));
+		account->provider = prov;
+		account->name = copy_text(tuple, desc, 1, cxt, false);
+		account->merchant_id = copy_text(tuple, desc, 3, cxt, false);
+		account->secret = copy_text(tuple, desc, 4, cxt, true);
+		account->secret_password = copy_text(tuple, desc, 5, cxt, true);
+		account->base_url = copy_text(tuple, desc, 6, cxt, false);
+		if (!isnull)
 		{
-			paygw_set_error(err, PAYGW_ERR_UNKNOWN_ACCOUNT,
-							"account \"%s\" belongs to provider %s, not %s",
-							name, provider, prov->name);
-		}
-		else
-		{
-			account = MemoryContextAllocZero(cxt, sizeof(PaygwAccount));
-			account->provider = prov;
-			account->name = copy_text(tuple, desc, 1, cxt, false);
-			account->merchant_id = copy_text(tuple, desc, 3, cxt, false);
-			account->secret = copy_text(tuple, desc, 4, cxt, true);
-			account->secret_password = copy_text(tuple, desc, 5, cxt, true);
-			account->base_url = copy_text(tuple, desc, 6, cxt, false);
-			if (!isnull)
-			{
-				Jsonb	   *j = DatumGetJsonbP(options);
+			Jsonb	   *j = DatumGetJsonbP(options);
 
-				opts = MemoryContextAlloc(cxt, VARSIZE(j));
-				memcpy(opts, j, VARSIZE(j));
-			}
+			opts = MemoryContextAlloc(cxt, VARSIZE(j));
+			memcpy(opts, j, VARSIZE(j));
 		}
 		MemoryContextSwitchTo(cxt);
-		if (account != NULL)
-			paygw_account_wipe_on_reset(account);
-		if (account != NULL && !paygw_account_complete(account, opts, err))
+		paygw_account_wipe_on_reset(account);
+		if (!paygw_account_complete(account, opts, err))
 			account = NULL;
 	}
 
 	SPI_finish();
 	return account;
+}
+
+/*
+ * The name of the account to use for prov (the one named name, or the
+ * provider's only account), with the same rules and errors as
+ * paygw_account_fetch() but without reading any secret.  palloc'd in
+ * CurrentMemoryContext; NULL with err filled.
+ */
+char *
+paygw_account_resolve(const PaygwProvider *prov, const char *name, PaygwError *err)
+{
+	static SPIPlanPtr by_name = NULL;
+	static SPIPlanPtr by_provider = NULL;
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *result = NULL;
+	HeapTuple	tuple;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	tuple = lookup_account(prov, name, &by_name, &by_provider, "name, provider", &prov, err);
+	if (tuple != NULL)
+		result = copy_text(tuple, SPI_tuptable->tupdesc, 1, cxt, false);
+	SPI_finish();
+	return result;
 }
 
 static bool

@@ -12,6 +12,8 @@
 
 extern PaygwAccount *paygw_account_fetch(const PaygwProvider *prov,
 										 const char *name, PaygwError *err);
+extern char *paygw_account_resolve(const PaygwProvider *prov,
+								   const char *name, PaygwError *err);
 extern bool paygw_account_complete(PaygwAccount *account, Jsonb *options,
 								   PaygwError *err);
 extern bool paygw_parse_base_url(const char *url, char **normalized,

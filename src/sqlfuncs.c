@@ -403,16 +403,16 @@ provider_or_raise(const char *name)
 	return prov;
 }
 
-/* The name of the account to use (see paygw_account_fetch), or raise. */
+/* The name of the account to use (see paygw_account_resolve), or raise. */
 static char *
 account_or_raise(const PaygwProvider *prov, const char *account)
 {
 	PaygwError	err;
-	PaygwAccount *a = paygw_account_fetch(prov, account, &err);
+	char	   *name = paygw_account_resolve(prov, account, &err);
 
-	if (a == NULL)
+	if (name == NULL)
 		paygw_raise(&err);
-	return a->name;
+	return name;
 }
 
 /*
@@ -466,7 +466,7 @@ paygw_invoices_validate(PG_FUNCTION_ARGS)
 	return PointerGetDatum(tuple);
 }
 
-/* Statement trigger: wake the worker when this transaction commits. */
+/* Row trigger: wake the worker when this transaction commits. */
 Datum
 paygw_wake_worker(PG_FUNCTION_ARGS)
 {

@@ -73,6 +73,8 @@ typedef struct PaygwShared
 	uint64		errors;
 	uint64		errors_by_kind[PAYGW_ERR_INTERNAL + 1];
 	int			in_flight;
+	int			max_concurrency;	/* limits of the worker's current pool */
+	int			max_per_account;
 } PaygwShared;
 
 static PaygwShared *shared = NULL;
@@ -232,6 +234,7 @@ claim_batch(MemoryContext itemcxt, PaygwHttpPool *pool, PaygwItem **items, int m
 	/* requests go out only once the leases are committed */
 	for (int i = 0; i < n; i++)
 		paygw_reconcile_start(pool, items[i]);
+	paygw_http_pool_kick(pool);
 	return n;
 }
 
@@ -265,6 +268,15 @@ apply_batch(PaygwItem **items, int n)
 		shared->errors_by_kind[k] += stats.errors_by_kind[k];
 		shared->errors += stats.errors_by_kind[k];
 	}
+	SpinLockRelease(&shared->mutex);
+}
+
+static void
+publish_limits(int concurrency, int per_account)
+{
+	SpinLockAcquire(&shared->mutex);
+	shared->max_concurrency = concurrency;
+	shared->max_per_account = per_account;
 	SpinLockRelease(&shared->mutex);
 }
 
@@ -317,6 +329,7 @@ paygw_worker_main(Datum main_arg)
 	MemoryContextSwitchTo(poolcxt);
 	pool = paygw_http_pool_create(concurrency, per_account);
 	MemoryContextSwitchTo(workercxt);
+	publish_limits(concurrency, per_account);
 	capacity = 10000 + 2 * 1024;
 	claimed = palloc(sizeof(PaygwItem *) * capacity);
 	ready = palloc(sizeof(void *) * capacity);
@@ -346,6 +359,7 @@ paygw_worker_main(Datum main_arg)
 			MemoryContextSwitchTo(poolcxt);
 			pool = paygw_http_pool_create(concurrency, per_account);
 			MemoryContextSwitchTo(workercxt);
+			publish_limits(concurrency, per_account);
 		}
 
 		/* after sleeping, make sure there is something to work with */
@@ -361,10 +375,14 @@ paygw_worker_main(Datum main_arg)
 			idle = false;
 		}
 
-		/* keep the pipeline full: claim when half the slots are free */
-		if (pending <= concurrency / 2 && nready < capacity - 2 * concurrency)
+		/*
+		 * Keep the pipeline full: claim while fewer than two rounds of work
+		 * are queued or running, so a finished request's slot is refilled
+		 * from the queue at once.  (Leases cover queued work too.)
+		 */
+		if (pending < 2 * concurrency && nready < capacity - 3 * concurrency)
 		{
-			int			want = Min(paygw_batch_size, 2 * concurrency - pending);
+			int			want = Min(paygw_batch_size, 3 * concurrency - pending);
 			int			n;
 
 			want = Min(want, capacity - nready - pending);
@@ -428,8 +446,8 @@ Datum
 paygw_worker_status_info(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[12];
-	bool		nulls[12];
+	Datum		values[14];
+	bool		nulls[14];
 	PaygwShared snap;
 	StringInfoData kinds;
 	bool		first = true;
@@ -474,6 +492,10 @@ paygw_worker_status_info(PG_FUNCTION_ARGS)
 	values[9] = Int64GetDatum((int64) snap.errors);
 	values[10] = DirectFunctionCall1(jsonb_in, CStringGetDatum(kinds.data));
 	values[11] = Int32GetDatum(snap.in_flight);
+	values[12] = Int32GetDatum(snap.max_concurrency);
+	nulls[12] = !snap.running;
+	values[13] = Int32GetDatum(snap.max_per_account);
+	nulls[13] = !snap.running;
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -540,6 +540,23 @@ pool_finish(PaygwHttpPool *pool, Transfer *t, CURLcode code)
 }
 
 /*
+ * Start queued transfers as far as the caps allow and let libcurl send what
+ * it can right away, without waiting or collecting finished transfers.
+ * Callers that are about to do other work (apply results, claim more) call
+ * this so the gateways are not kept waiting meanwhile.
+ */
+void
+paygw_http_pool_kick(PaygwHttpPool *pool)
+{
+	int			still_running;
+
+	pool_start(pool);
+	if (pool->nrunning > 0 &&
+		curl_multi_perform(multi, &still_running) != CURLM_OK)
+		elog(ERROR, "libcurl multi interface failed");
+}
+
+/*
  * Drive the pool for at most timeout_ms, returning as soon as at least one
  * transfer has finished.  The args of finished transfers (at most max_done)
  * are stored in done; returns their number.  Interrupts (cancel, timeout,
@@ -593,7 +610,8 @@ paygw_http_pool_run(PaygwHttpPool *pool, int timeout_ms, void **done,
 		}
 		if (ndone > 0)
 		{
-			pool_start(pool);
+			/* put the freed slots' next requests on the wire before returning */
+			paygw_http_pool_kick(pool);
 			return ndone;
 		}
 

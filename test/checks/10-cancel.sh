@@ -8,13 +8,13 @@ set -euo pipefail
 . "$(dirname "$0")/lib.bash"
 
 db=paygw_check_cancel
-new_db "$db" "delay=10000"
+new_db "$db" "delay=4000"
 out=$PAYGW_WORKDIR/cancel.out
 
-# a session that starts a 10 s call, then (after the cancel) proves it is alive
+# a session that starts a 4 s call, then (after the cancel) proves it is alive
 psql -X -d "$db" -v ON_ERROR_STOP=0 -At > "$out" 2>&1 <<'SQL' &
 SET application_name = 'paygw-cancel-check';
-SELECT status FROM paygw_status('okepay', '106', 'ok:delay=10000');
+SELECT status FROM paygw_status('okepay', '106', 'ok:delay=4000');
 SELECT 'alive:' || status FROM paygw_status('okepay', '106', 'ok');
 SQL
 bg=$!
@@ -22,7 +22,7 @@ bg=$!
 active() {
     [ "$(q -d postgres -c "SELECT count(*) FROM pg_stat_activity
          WHERE application_name = 'paygw-cancel-check' AND state = 'active'
-           AND query LIKE '%delay=10000%'")" = 1 ]
+           AND query LIKE '%delay=4000%'")" = 1 ]
 }
 wait_for 10 active || check_fail "the slow call never became active"
 sleep 0.3   # let it settle into the transfer
@@ -43,7 +43,7 @@ echo "pg_cancel_backend: call stopped after ${ms} ms (includes psql round trips)
 # gateway would answer
 t0=$(date +%s%N)
 err=$(psql -X -d "$db" -At -c "SET statement_timeout = '500ms'" \
-        -c "SELECT status FROM paygw_status('okepay', '106', 'ok:delay=10000')" 2>&1 || true)
+        -c "SELECT status FROM paygw_status('okepay', '106', 'ok:delay=4000')" 2>&1 || true)
 t1=$(date +%s%N)
 case $err in
     *"canceling statement due to statement timeout"*) ;;

@@ -80,7 +80,11 @@ check_ok "commit of a tracked invoice wakes the worker"
 sqlv "ALTER SYSTEM SET paygw.max_concurrency = 2" >/dev/null
 sqlv "ALTER SYSTEM SET paygw.max_per_account = 2" >/dev/null
 sqlv "SELECT pg_reload_conf()" >/dev/null
-sleep 1
+wait_for 10 '[ "$(sqlv "SELECT max_concurrency FROM paygw.worker_status")" = 2 ]' \
+    || check_fail "worker did not take up paygw.max_concurrency = 2"
+# the emulator finishes a delayed answer even when its client has gone (an
+# earlier check cancels calls): let those drain so max_in_flight is ours
+wait_for 15 '[ "$(emu_stat "d[\"in_flight\"]")" = 0 ]' || check_fail "emulator never drained"
 emu_post reset '{}'
 emu_post config '{"delay_ms": 200}'
 sqlv "SELECT count(paygw_track('okepay', (2000000 + i)::text)) FROM generate_series(1, 12) i" >/dev/null
