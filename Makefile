@@ -21,6 +21,7 @@ OBJS = \
 	src/crypto/digest.o \
 	src/crypto/encode.o \
 	src/crypto/rsa.o \
+	src/crypto/tls.o \
 	src/providers/common.o \
 	src/providers/okepay.o \
 	src/providers/obmenka.o \

@@ -21,6 +21,7 @@ int			paygw_timeout_ms = 10000;
 int			paygw_connect_timeout_ms = 3000;
 int			paygw_max_response_size = 1024 * 1024;
 char	   *paygw_database = NULL;
+char	   *paygw_ca_file = NULL;
 int			paygw_naptime_ms = 1000;
 int			paygw_batch_size = 100;
 int			paygw_max_concurrency = 16;
@@ -55,6 +56,13 @@ paygw_guc_init(void)
 							1024 * 1024, 1024, 64 * 1024 * 1024,
 							PGC_SUSET, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
+	DefineCustomStringVariable("paygw.ca_file",
+							   "Extra CA certificates (PEM file) trusted for https gateways.",
+							   "Added to the system's trust store, never instead of it.",
+							   &paygw_ca_file,
+							   "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 	DefineCustomStringVariable("paygw.database",
 							   "Database the reconciliation worker works in.",
 							   "Needs shared_preload_libraries = 'paygw'; the extension must be created there.",

@@ -40,6 +40,9 @@ extern bool paygw_equal_timingsafe(const char *a, const char *b);
 extern void paygw_wipe(void *p, size_t len);
 extern void paygw_wipe_string(char *s);
 
+/* tls.c */
+extern bool paygw_tls_add_ca_file(void *ssl_ctx, const char *ca_file);
+
 /* rsa.c */
 extern bool paygw_rsa_check_key(const char *pem, const char *password,
 								PaygwError *err);

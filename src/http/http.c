@@ -29,6 +29,7 @@
 #include "portability/instr_time.h"
 #include "utils/memutils.h"
 
+#include "crypto/crypto.h"
 #include "http/http.h"
 
 #if LIBCURL_VERSION_NUM < 0x075500
@@ -59,6 +60,7 @@ typedef struct Transfer
 	const char *capture_name;
 	size_t		capture_name_len;
 	char	   *captured;		/* malloc'd */
+	char	   *ca_file;		/* malloc'd copy of paygw.ca_file, or NULL */
 	bool		active;			/* added to the multi handle */
 	char		errbuf[CURL_ERROR_SIZE];
 } Transfer;
@@ -173,6 +175,8 @@ transfer_cleanup(Transfer *t)
 	t->buf = NULL;
 	free(t->captured);
 	t->captured = NULL;
+	free(t->ca_file);
+	t->ca_file = NULL;
 }
 
 /* Memory context reset callback: undo everything a pool did. */
@@ -262,6 +266,18 @@ header_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 }
 
 /*
+ * libcurl SSL context callback: trust paygw.ca_file in addition to the
+ * system's CAs.  (Verification itself is always on.)
+ */
+static CURLcode
+ssl_ctx_cb(CURL *curl, void *ssl_ctx, void *userdata)
+{
+	(void) curl;
+	return paygw_tls_add_ca_file(ssl_ctx, (const char *) userdata)
+		? CURLE_OK : CURLE_SSL_CACERT_BADFILE;
+}
+
+/*
  * Configure an easy handle for one request.  Returns false when libcurl is
  * out of memory.
  */
@@ -314,6 +330,15 @@ transfer_setup(Transfer *t, PaygwHttpRequest *req)
 	ok &= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf) == CURLE_OK;
 	ok &= curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers) == CURLE_OK;
 	ok &= curl_easy_setopt(e, CURLOPT_USERAGENT, "paygw/" PAYGW_VERSION) == CURLE_OK;
+	/* a copy: a reload may replace the setting while this transfer runs */
+	if (paygw_ca_file != NULL && paygw_ca_file[0] != '\0')
+	{
+		t->ca_file = strdup(paygw_ca_file);
+		if (t->ca_file == NULL)
+			return false;
+		ok &= curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb) == CURLE_OK;
+		ok &= curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, t->ca_file) == CURLE_OK;
+	}
 	if (strcmp(req->method, "POST") == 0)
 	{
 		ok &= curl_easy_setopt(e, CURLOPT_POST, 1L) == CURLE_OK;
