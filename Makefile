@@ -3,7 +3,7 @@
 
 EXTENSION = paygw
 MODULE_big = paygw
-DATA = sql/paygw--0.1.sql sql/paygw--0.1--0.2.sql
+DATA = sql/paygw--0.1.sql sql/paygw--0.1--0.2.sql sql/paygw--0.2--0.3.sql
 PGFILEDESC = "paygw - signed payment-gateway status checks"
 
 OBJS = \
@@ -22,13 +22,15 @@ OBJS = \
 	src/crypto/encode.o \
 	src/crypto/rsa.o \
 	src/crypto/tls.o \
+	src/crypto/aead.o \
+	src/secrets.o \
 	src/providers/common.o \
 	src/providers/okepay.o \
 	src/providers/obmenka.o \
 	src/providers/alikassa.o \
 	src/providers/morune.o
 
-REGRESS = setup signing status errors credentials tracking privileges upgrade
+REGRESS = setup signing status errors credentials tracking privileges secrets upgrade
 
 PKG_CONFIG ?= pkg-config
 # The server headers are included as system headers, so -Wextra reports

@@ -1,6 +1,6 @@
 --
--- upgrade: 0.1 installed and updated to 0.2 gives exactly the objects a
--- fresh 0.2 install has, and keeps the credentials.  Runs last: it drops
+-- upgrade: 0.1 installed and updated to 0.2, then 0.3, gives exactly the
+-- objects a fresh install has, and keeps the data.  Runs last: it drops
 -- and recreates the extension.
 --
 \getenv emu_port PAYGW_EMU_PORT
@@ -21,6 +21,10 @@ SELECT status FROM paygw_status('okepay', '106');
 
 ALTER EXTENSION paygw UPDATE TO '0.2';
 SELECT extversion FROM pg_extension WHERE extname = 'paygw';
+SELECT paygw_track('okepay', '106') IS NOT NULL AS tracked_in_0_2;
+
+ALTER EXTENSION paygw UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'paygw';
 
 -- the same objects as a fresh install (both lists empty = identical)
 (SELECT pg_describe_object(classid, objid, 0) FROM pg_depend
@@ -33,9 +37,9 @@ UNION ALL
   WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
     AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'paygw'));
 
--- the account survived and works with the new functions
-SELECT name, provider FROM paygw.accounts;
-SELECT paygw_track('okepay', '106') IS NOT NULL AS tracked;
+-- the account and the invoice survived and work with the new functions
+SELECT name, provider, encrypted FROM paygw.accounts;
+SELECT count(*) AS invoices FROM paygw.invoices;
 SELECT paygw_refresh() AS checked;
 SELECT payment_id, status FROM paygw.invoices;
 

@@ -20,6 +20,7 @@
 
 #include "credentials.h"
 #include "crypto/crypto.h"
+#include "secrets.h"
 
 #define CREDENTIAL_COLUMNS \
 	"name, provider, merchant_id, secret, secret_password, base_url, options"
@@ -108,6 +109,34 @@ prepare_once(SPIPlanPtr *plan, const char *sql)
 		*plan = p;
 	}
 	return *plan;
+}
+
+/*
+ * Replace sealed secret and secret_password with their plaintexts (in
+ * CurrentMemoryContext; account must already be registered for wiping, and
+ * the plaintexts are wiped with it).  Plaintext values stay as they are.
+ */
+bool
+paygw_account_open_secrets(PaygwAccount *account, PaygwError *err)
+{
+	if (paygw_secret_is_sealed(account->secret))
+	{
+		char	   *plain = paygw_secret_open(account->secret, account->name, "secret", err);
+
+		if (plain == NULL)
+			return false;
+		account->secret = plain;
+	}
+	if (paygw_secret_is_sealed(account->secret_password))
+	{
+		char	   *plain = paygw_secret_open(account->secret_password, account->name,
+											  "secret_password", err);
+
+		if (plain == NULL)
+			return false;
+		account->secret_password = plain;
+	}
+	return true;
 }
 
 /*
@@ -291,7 +320,8 @@ paygw_account_fetch(const PaygwProvider *prov, const char *name, PaygwError *err
 		}
 		MemoryContextSwitchTo(cxt);
 		paygw_account_wipe_on_reset(account);
-		if (!paygw_account_complete(account, opts, err))
+		if (!paygw_account_open_secrets(account, err) ||
+			!paygw_account_complete(account, opts, err))
 			account = NULL;
 	}
 

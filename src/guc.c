@@ -22,6 +22,7 @@ int			paygw_connect_timeout_ms = 3000;
 int			paygw_max_response_size = 1024 * 1024;
 char	   *paygw_database = NULL;
 char	   *paygw_ca_file = NULL;
+char	   *paygw_key_file = NULL;
 int			paygw_naptime_ms = 1000;
 int			paygw_batch_size = 100;
 int			paygw_max_concurrency = 16;
@@ -60,6 +61,13 @@ paygw_guc_init(void)
 							   "Extra CA certificates (PEM file) trusted for https gateways.",
 							   "Added to the system's trust store, never instead of it.",
 							   &paygw_ca_file,
+							   "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("paygw.key_file",
+							   "Keyring file whose first key encrypts credential secrets.",
+							   "One key per line, 64 hexadecimal digits; readable only by the server's user.  Empty: secrets are stored as given.",
+							   &paygw_key_file,
 							   "",
 							   PGC_SUSET, GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);

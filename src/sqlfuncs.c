@@ -20,11 +20,13 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "call.h"
 #include "credentials.h"
 #include "crypto/crypto.h"
 #include "reconcile.h"
+#include "secrets.h"
 
 PG_FUNCTION_INFO_V1(paygw_status);
 PG_FUNCTION_INFO_V1(paygw_status_by_order);
@@ -32,6 +34,7 @@ PG_FUNCTION_INFO_V1(paygw_request);
 PG_FUNCTION_INFO_V1(paygw_credentials_validate);
 PG_FUNCTION_INFO_V1(paygw_provider_list);
 PG_FUNCTION_INFO_V1(paygw_sign);
+PG_FUNCTION_INFO_V1(paygw_current_key_id_sql);
 
 static char *
 text_arg(FunctionCallInfo fcinfo, int n)
@@ -208,10 +211,31 @@ tuple_text(HeapTuple tuple, TupleDesc desc, const char *column)
 }
 
 /*
+ * Open a stored secret for validation in the trigger: a sealed value may have
+ * been sealed under the row's old name when an UPDATE renames it.
+ */
+static char *
+trigger_open(const char *value, const char *name, const char *old_name,
+			 const char *column, PaygwError *err)
+{
+	char	   *plain = paygw_secret_open(value, name, column, err);
+
+	if (plain == NULL && value != NULL && old_name != NULL && strcmp(old_name, name) != 0)
+	{
+		PaygwError	again;
+
+		plain = paygw_secret_open(value, old_name, column, &again);
+	}
+	return plain;
+}
+
+/*
  * Trigger on paygw.credentials (BEFORE INSERT OR UPDATE): reject a row that
- * could not work, with a clear error, at write time.  It also checks what
- * NOT NULL would, so that the server's "failing row contains" detail, which
- * would print the secret, is never reached.
+ * could not work, with a clear error, at write time, and seal its secrets
+ * under the current key of paygw.key_file (re-sealing values sealed under an
+ * older key: this is how paygw.rotate_key() works).  It also checks what NOT
+ * NULL would, and fills NULL timestamps, so that the server's "failing row
+ * contains" detail, which would print the secret, is never reached.
  */
 Datum
 paygw_credentials_validate(PG_FUNCTION_ARGS)
@@ -224,10 +248,19 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 	PaygwAccount account;
 	PaygwError	err;
 	char	   *name;
+	char	   *old_name = NULL;
 	char	   *provider;
+	char	   *stored_secret;
+	char	   *stored_password;
+	char	   *sealed_secret = NULL;
+	char	   *sealed_password = NULL;
 	int			options_att;
 	bool		isnull;
 	Datum		options;
+	int			cols[4];
+	Datum		values[4];
+	bool		nulls[4];
+	int			ncols = 0;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
@@ -242,10 +275,12 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 	memset(&err, 0, sizeof(err));
 
 	name = tuple_text(tuple, desc, "name");
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		old_name = tuple_text(trigdata->tg_trigtuple, desc, "name");
 	provider = tuple_text(tuple, desc, "provider");
 	account.merchant_id = tuple_text(tuple, desc, "merchant_id");
-	account.secret = tuple_text(tuple, desc, "secret");
-	account.secret_password = tuple_text(tuple, desc, "secret_password");
+	stored_secret = tuple_text(tuple, desc, "secret");
+	stored_password = tuple_text(tuple, desc, "secret_password");
 	account.base_url = tuple_text(tuple, desc, "base_url");
 	account.name = name;
 	paygw_account_wipe_on_reset(&account);
@@ -266,12 +301,30 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 	}
 	else if (account.merchant_id == NULL || account.merchant_id[0] == '\0')
 		paygw_set_error(&err, PAYGW_ERR_INVALID_CREDENTIAL, "merchant_id must not be empty");
-	else if (account.secret == NULL || account.secret[0] == '\0')
+	else if (stored_secret == NULL || stored_secret[0] == '\0')
 		paygw_set_error(&err, PAYGW_ERR_INVALID_CREDENTIAL, "secret must not be empty");
+	else if (stored_password != NULL && account.provider != &paygw_alikassa)
+		paygw_set_error(&err, PAYGW_ERR_INVALID_CREDENTIAL,
+						"secret_password is used only by alikassa accounts");
 	else if (isnull)
 		paygw_set_error(&err, PAYGW_ERR_INVALID_CREDENTIAL, "options must not be null");
-	else if (paygw_account_complete(&account, DatumGetJsonbP(options), &err))
-		(void) account.provider->check_account(&account, &err);
+	else if ((account.secret = trigger_open(stored_secret, name, old_name, "secret", &err)) == NULL)
+		;						/* err is set */
+	else if (stored_password != NULL &&
+			 (account.secret_password = trigger_open(stored_password, name, old_name,
+													 "secret_password", &err)) == NULL)
+		;						/* err is set */
+	else if (paygw_account_complete(&account, DatumGetJsonbP(options), &err) &&
+			 account.provider->check_account(&account, &err))
+	{
+		sealed_secret = paygw_secret_seal(account.secret, name, "secret", &err);
+		if (sealed_secret != NULL && account.secret_password != NULL)
+			sealed_password = paygw_secret_seal(account.secret_password, name,
+												"secret_password", &err);
+	}
+	/* the copies of what was written may be plaintext secrets */
+	paygw_wipe_string(stored_secret);
+	paygw_wipe_string(stored_password);
 
 	if (err.code != PAYGW_OK)
 	{
@@ -280,7 +333,28 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 		paygw_raise(&err);
 	}
 
+	cols[ncols] = SPI_fnumber(desc, "secret");
+	values[ncols] = CStringGetTextDatum(sealed_secret);
+	nulls[ncols++] = false;
+	cols[ncols] = SPI_fnumber(desc, "secret_password");
+	values[ncols] = sealed_password ? CStringGetTextDatum(sealed_password) : (Datum) 0;
+	nulls[ncols++] = sealed_password == NULL;
+	for (int i = 0; i < 2; i++)
+	{
+		const char *column = i == 0 ? "created_at" : "updated_at";
+		int			att = SPI_fnumber(desc, column);
+
+		(void) heap_getattr(tuple, att, desc, &isnull);
+		if (isnull)
+		{
+			cols[ncols] = att;
+			values[ncols] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+			nulls[ncols++] = false;
+		}
+	}
+
 	MemoryContextSwitchTo(oldcxt);
+	tuple = heap_modify_tuple_by_cols(tuple, desc, ncols, cols, values, nulls);
 	MemoryContextDelete(callcxt);
 	return PointerGetDatum(tuple);
 }
@@ -627,4 +701,23 @@ paygw_check_invoice(PG_FUNCTION_ARGS)
 		paygw_raise(&err);
 	}
 	PG_RETURN_TEXT_P(cstring_to_text(stats.last_outcome));
+}
+
+/*
+ * paygw.current_key_id(): the id of the key that seals new secrets, NULL
+ * when paygw.key_file is not set.
+ */
+Datum
+paygw_current_key_id_sql(PG_FUNCTION_ARGS)
+{
+	PaygwError	err;
+	char	   *id = paygw_current_key_id(&err);
+
+	if (id == NULL)
+	{
+		if (err.code != PAYGW_OK)
+			paygw_raise(&err);
+		PG_RETURN_NULL();
+	}
+	PG_RETURN_TEXT_P(cstring_to_text(id));
 }

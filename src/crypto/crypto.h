@@ -40,6 +40,14 @@ extern bool paygw_equal_timingsafe(const char *a, const char *b);
 extern void paygw_wipe(void *p, size_t len);
 extern void paygw_wipe_string(char *s);
 
+/* aead.c */
+extern uint8 *paygw_aead_seal(const uint8 *key, const char *aad,
+							  const uint8 *plaintext, size_t len,
+							  size_t *outlen, PaygwError *err);
+extern char *paygw_aead_open(const uint8 *key, const char *aad,
+							 const uint8 *sealed, size_t len, PaygwError *err);
+extern bool paygw_base64_decode(const char *text, uint8 **out, size_t *outlen);
+
 /* tls.c */
 extern bool paygw_tls_add_ca_file(void *ssl_ctx, const char *ca_file);
 

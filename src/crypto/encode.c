@@ -30,6 +30,29 @@ paygw_base64(const void *data, size_t len)
 }
 
 /*
+ * Decode standard base64 text into *out (palloc'd, *outlen bytes).  Returns
+ * false for text that is not valid base64.
+ */
+bool
+paygw_base64_decode(const char *text, uint8 **out, size_t *outlen)
+{
+	int			len = (int) strlen(text);
+	int			maxlen = pg_b64_dec_len(len);
+	uint8	   *buf = palloc(maxlen + 1);
+	int			n;
+
+	n = paygw_b64_decode(text, len, buf, maxlen);
+	if (n < 0)
+	{
+		pfree(buf);
+		return false;
+	}
+	*out = buf;
+	*outlen = (size_t) n;
+	return true;
+}
+
+/*
  * Lower-case hexadecimal of data, palloc'd.
  */
 char *
