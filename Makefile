@@ -21,7 +21,6 @@ OBJS = \
 	src/crypto/digest.o \
 	src/crypto/encode.o \
 	src/crypto/rsa.o \
-	src/crypto/tls.o \
 	src/crypto/aead.o \
 	src/secrets.o \
 	src/providers/common.o \

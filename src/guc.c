@@ -23,6 +23,7 @@ int			paygw_max_response_size = 1024 * 1024;
 char	   *paygw_database = NULL;
 char	   *paygw_ca_file = NULL;
 char	   *paygw_key_file = NULL;
+bool		paygw_debug = false;
 int			paygw_naptime_ms = 1000;
 int			paygw_batch_size = 100;
 int			paygw_max_concurrency = 16;
@@ -71,6 +72,13 @@ paygw_guc_init(void)
 							   "",
 							   PGC_SUSET, GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+	DefineCustomBoolVariable("paygw.debug",
+							 "Log every gateway call and every worker batch.",
+							 "Method, host, path (never the query string), HTTP status, size and time; no header, body or secret.",
+							 &paygw_debug,
+							 false,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 	DefineCustomStringVariable("paygw.database",
 							   "Database the reconciliation worker works in.",
 							   "Needs shared_preload_libraries = 'paygw'; the extension must be created there.",

@@ -245,7 +245,7 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	MemoryContext callcxt;
 	MemoryContext oldcxt;
-	PaygwAccount account;
+	PaygwAccount *acct;
 	PaygwError	err;
 	char	   *name;
 	char	   *old_name = NULL;
@@ -271,19 +271,23 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 
 	callcxt = call_context();
 	oldcxt = MemoryContextSwitchTo(callcxt);
-	memset(&account, 0, sizeof(account));
+	/*
+	 * In the call context, not on the stack: its wipe callback runs when the
+	 * context goes, which after an error is long after this frame is gone.
+	 */
+	acct = palloc0(sizeof(PaygwAccount));
 	memset(&err, 0, sizeof(err));
 
 	name = tuple_text(tuple, desc, "name");
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 		old_name = tuple_text(trigdata->tg_trigtuple, desc, "name");
 	provider = tuple_text(tuple, desc, "provider");
-	account.merchant_id = tuple_text(tuple, desc, "merchant_id");
+	acct->merchant_id = tuple_text(tuple, desc, "merchant_id");
 	stored_secret = tuple_text(tuple, desc, "secret");
 	stored_password = tuple_text(tuple, desc, "secret_password");
-	account.base_url = tuple_text(tuple, desc, "base_url");
-	account.name = name;
-	paygw_account_wipe_on_reset(&account);
+	acct->base_url = tuple_text(tuple, desc, "base_url");
+	acct->name = name;
+	paygw_account_wipe_on_reset(acct);
 	options_att = SPI_fnumber(desc, "options");
 	options = heap_getattr(tuple, options_att, desc, &isnull);
 
@@ -294,32 +298,32 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 		paygw_set_error(&err, PAYGW_ERR_UNKNOWN_PROVIDER, "provider must not be null");
 		paygw_error_hint(&err, "Supported providers: %s.", paygw_provider_names());
 	}
-	else if ((account.provider = paygw_provider_find(provider)) == NULL)
+	else if ((acct->provider = paygw_provider_find(provider)) == NULL)
 	{
 		paygw_set_error(&err, PAYGW_ERR_UNKNOWN_PROVIDER, "unknown payment provider \"%s\"", provider);
 		paygw_error_hint(&err, "Supported providers: %s.", paygw_provider_names());
 	}
-	else if (account.merchant_id == NULL || account.merchant_id[0] == '\0')
+	else if (acct->merchant_id == NULL || acct->merchant_id[0] == '\0')
 		paygw_set_error(&err, PAYGW_ERR_INVALID_CREDENTIAL, "merchant_id must not be empty");
 	else if (stored_secret == NULL || stored_secret[0] == '\0')
 		paygw_set_error(&err, PAYGW_ERR_INVALID_CREDENTIAL, "secret must not be empty");
-	else if (stored_password != NULL && account.provider != &paygw_alikassa)
+	else if (stored_password != NULL && acct->provider != &paygw_alikassa)
 		paygw_set_error(&err, PAYGW_ERR_INVALID_CREDENTIAL,
 						"secret_password is used only by alikassa accounts");
 	else if (isnull)
 		paygw_set_error(&err, PAYGW_ERR_INVALID_CREDENTIAL, "options must not be null");
-	else if ((account.secret = trigger_open(stored_secret, name, old_name, "secret", &err)) == NULL)
+	else if ((acct->secret = trigger_open(stored_secret, name, old_name, "secret", &err)) == NULL)
 		;						/* err is set */
 	else if (stored_password != NULL &&
-			 (account.secret_password = trigger_open(stored_password, name, old_name,
+			 (acct->secret_password = trigger_open(stored_password, name, old_name,
 													 "secret_password", &err)) == NULL)
 		;						/* err is set */
-	else if (paygw_account_complete(&account, DatumGetJsonbP(options), &err) &&
-			 account.provider->check_account(&account, &err))
+	else if (paygw_account_complete(acct, DatumGetJsonbP(options), &err) &&
+			 acct->provider->check_account(acct, &err))
 	{
-		sealed_secret = paygw_secret_seal(account.secret, name, "secret", &err);
-		if (sealed_secret != NULL && account.secret_password != NULL)
-			sealed_password = paygw_secret_seal(account.secret_password, name,
+		sealed_secret = paygw_secret_seal(acct->secret, name, "secret", &err);
+		if (sealed_secret != NULL && acct->secret_password != NULL)
+			sealed_password = paygw_secret_seal(acct->secret_password, name,
 												"secret_password", &err);
 	}
 	/* the copies of what was written may be plaintext secrets */

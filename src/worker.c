@@ -258,6 +258,11 @@ apply_batch(PaygwItem **items, int n)
 
 	for (int i = 0; i < n; i++)
 		paygw_reconcile_free(items[i]);
+	if (paygw_debug)
+		ereport(LOG,
+				errmsg("paygw worker: applied %d checks: %d changed, %d unchanged, %d errors, %d anomalies, %d gave up, %d lost, %d failed",
+					   stats.checked, stats.changed, stats.unchanged, stats.errors,
+					   stats.anomalies, stats.gave_up, stats.lost, stats.failed));
 
 	SpinLockAcquire(&shared->mutex);
 	shared->checked += stats.checked;

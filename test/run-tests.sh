@@ -55,6 +55,11 @@ paygw_build_install || paygw_die "build/install failed"
 paygw_start_cluster
 paygw_start_emulator
 mkdir -p "$PAYGW_WORKDIR/logs"
+# for the secret scan: sample pg_stat_activity every 50 ms while the suite runs
+if [[ -n ${PAYGW_ACTIVITY_LOG:-} ]]; then
+    echo "SELECT query FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query <> '' \\watch 0.05" \
+        | psql -X -At -d postgres >>"$PAYGW_ACTIVITY_LOG" 2>/dev/null &
+fi
 
 # --- (a) pg_regress ----------------------------------------------------------
 paygw_msg "stage: pg_regress (make installcheck)"
@@ -117,8 +122,24 @@ for check in "${checks[@]}"; do
     stage_result "$name" "$rc"
 done
 
-# --- summary -----------------------------------------------------------------
 paygw_stop
+
+# --- (d) secret scan: the whole suite again, at full debug logging -----------
+if [[ ${PAYGW_NESTED:-0} != 1 && ${PAYGW_SECRET_SCAN:-1} != 0 ]]; then
+    paygw_msg "stage: secret-scan (whole suite again with debug5 logging)"
+    log=$(mktemp /tmp/paygw-secret-scan.XXXXXX)
+    rc=0
+    paygw_run_logged "$log" "$PAYGW_REPO_DIR" bash "$PAYGW_TEST_DIR/secret-scan.sh" || rc=$?
+    if (( rc != 0 )); then
+        paygw_tail "$log" 120 "secret-scan output"
+    else
+        grep -E '^secret scan' "$log" || true
+    fi
+    rm -f "$log"
+    stage_result secret-scan "$rc"
+fi
+
+# --- summary -----------------------------------------------------------------
 echo "===== summary ====="
 printf '%s\n' "${results[@]}"
 echo "$passed passed, $failed failed"

@@ -48,9 +48,6 @@ extern char *paygw_aead_open(const uint8 *key, const char *aad,
 							 const uint8 *sealed, size_t len, PaygwError *err);
 extern bool paygw_base64_decode(const char *text, uint8 **out, size_t *outlen);
 
-/* tls.c */
-extern bool paygw_tls_add_ca_file(void *ssl_ctx, const char *ca_file);
-
 /* rsa.c */
 extern bool paygw_rsa_check_key(const char *pem, const char *password,
 								PaygwError *err);

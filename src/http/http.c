@@ -29,7 +29,6 @@
 #include "portability/instr_time.h"
 #include "utils/memutils.h"
 
-#include "crypto/crypto.h"
 #include "http/http.h"
 
 #if LIBCURL_VERSION_NUM < 0x075500
@@ -60,7 +59,6 @@ typedef struct Transfer
 	const char *capture_name;
 	size_t		capture_name_len;
 	char	   *captured;		/* malloc'd */
-	char	   *ca_file;		/* malloc'd copy of paygw.ca_file, or NULL */
 	bool		active;			/* added to the multi handle */
 	char		errbuf[CURL_ERROR_SIZE];
 } Transfer;
@@ -84,13 +82,18 @@ static CURL **easy_pool = NULL;
 static int	easy_pool_free = 0;
 static int	easy_pool_size = 0;
 static PaygwHttpPool *active_pool = NULL;
+static const char *system_ca_path = NULL;	/* libcurl's default CA directory */
 
 /* Called once from _PG_init. */
 void
 paygw_http_init(void)
 {
+	curl_version_info_data *info;
+
 	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
 		elog(ERROR, "libcurl could not be initialized");
+	info = curl_version_info(CURLVERSION_NOW);
+	system_ca_path = info->capath;
 }
 
 /*
@@ -175,8 +178,6 @@ transfer_cleanup(Transfer *t)
 	t->buf = NULL;
 	free(t->captured);
 	t->captured = NULL;
-	free(t->ca_file);
-	t->ca_file = NULL;
 }
 
 /* Memory context reset callback: undo everything a pool did. */
@@ -266,18 +267,6 @@ header_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 }
 
 /*
- * libcurl SSL context callback: trust paygw.ca_file in addition to the
- * system's CAs.  (Verification itself is always on.)
- */
-static CURLcode
-ssl_ctx_cb(CURL *curl, void *ssl_ctx, void *userdata)
-{
-	(void) curl;
-	return paygw_tls_add_ca_file(ssl_ctx, (const char *) userdata)
-		? CURLE_OK : CURLE_SSL_CACERT_BADFILE;
-}
-
-/*
  * Configure an easy handle for one request.  Returns false when libcurl is
  * out of memory.
  */
@@ -330,14 +319,18 @@ transfer_setup(Transfer *t, PaygwHttpRequest *req)
 	ok &= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf) == CURLE_OK;
 	ok &= curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers) == CURLE_OK;
 	ok &= curl_easy_setopt(e, CURLOPT_USERAGENT, "paygw/" PAYGW_VERSION) == CURLE_OK;
-	/* a copy: a reload may replace the setting while this transfer runs */
+	/*
+	 * paygw.ca_file: trusted in addition to the system's CA directory.  Trust
+	 * is expressed through CAINFO/CAPATH because libcurl compares exactly
+	 * these when it reuses a connection or resumes a TLS session: a call made
+	 * under other trust settings never rides on a connection or session
+	 * verified under these.  (libcurl copies string options.)
+	 */
 	if (paygw_ca_file != NULL && paygw_ca_file[0] != '\0')
 	{
-		t->ca_file = strdup(paygw_ca_file);
-		if (t->ca_file == NULL)
-			return false;
-		ok &= curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb) == CURLE_OK;
-		ok &= curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, t->ca_file) == CURLE_OK;
+		ok &= curl_easy_setopt(e, CURLOPT_CAINFO, paygw_ca_file) == CURLE_OK;
+		if (system_ca_path != NULL)
+			ok &= curl_easy_setopt(e, CURLOPT_CAPATH, system_ca_path) == CURLE_OK;
 	}
 	if (strcmp(req->method, "POST") == 0)
 	{
@@ -366,6 +359,18 @@ transfer_finish(Transfer *t, CURLcode code, PaygwHttpRequest *req,
 	curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &total);
 	curl_easy_getinfo(t->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer_us);
 	resp->elapsed_ms = total * 1000.0;
+
+	if (paygw_debug)
+	{
+		/* the URL without its query string: OkePay's carries the signature */
+		int			pathlen = (int) strcspn(req->url, "?");
+
+		ereport(LOG,
+				errmsg("paygw: %s %s %.*s: HTTP %ld, %zu bytes, %.1f ms, curl code %d",
+					   req->label, req->method, pathlen, req->url, resp->status,
+					   t->len, resp->elapsed_ms, (int) code),
+				errhidestmt(true));
+	}
 
 	if (code == CURLE_OK && !t->too_large && !t->out_of_memory)
 	{

@@ -129,6 +129,7 @@ BODY_MODES = ("status", "malformed", "notjson", "emptybody", "oversize", "oversi
               "notfound200", "authfail")
 DELIVERY_MODES = ("noreply", "reset", "resetmid", "truncated", "slowbody")
 SIGNATURE_MODES = ("badsig", "nosig")
+REDIRECT_CODES = (301, 302, 303, 307, 308)       # `status=CODE` adds a Location header
 
 MALFORMED_BODY = b'{"status":"success","data":[{"id":'
 HTML_BODY = (b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
@@ -952,6 +953,7 @@ class Emulator:
         self.signature_failures = 0
         self.max_in_flight = self.in_flight
         self.connections = 0
+        self.tls_resumed = 0
 
     # -- output -------------------------------------------------------------------------
 
@@ -993,6 +995,9 @@ class Emulator:
         task = asyncio.current_task()
         self.conns.add(task)
         self.connections += 1
+        ssl_object = writer.get_extra_info("ssl_object")     # the handshake is done by now
+        if ssl_object is not None and ssl_object.session_reused:
+            self.tls_resumed += 1
         try:
             while True:
                 try:
@@ -1085,6 +1090,8 @@ class Emulator:
         code, ctype, body = self.render(provider, answer, plan)
         sent["code"] = code
         headers = [("Content-Type", ctype)]
+        if plan.body == "status" and code in REDIRECT_CODES:
+            headers.append(("Location", self.redirect_target(req, writer)))
         if answer.signer is not None and plan.sig != "nosig":
             headers.append(("DPAY_SECURE", answer.signer(body.sha1(), wrong=plan.sig == "badsig")))
         keep = req.keep_alive
@@ -1129,6 +1136,22 @@ class Emulator:
                 await writer.drain()
             return keep and total == len(data)
         raise AssertionError(plan.delivery)
+
+    @staticmethod
+    def redirect_target(req, writer):
+        """`status=3xx`: where the redirect points -- the same request (path and query)
+        without its `/_fault/<spec>` prefix, so a client that follows it gets the normal
+        answer.  An absolute URL on the address and port the request came in on."""
+        path = req.path
+        if path.startswith("/_fault/"):
+            path = "/" + path[len("/_fault/"):].partition("/")[2]
+        target = path + ("?" + req.query.decode("latin-1") if req.query else "")
+        scheme = "https" if writer.get_extra_info("ssl_object") is not None else "http"
+        address = writer.get_extra_info("sockname")
+        if not address:
+            return target
+        host = f"[{address[0]}]" if ":" in address[0] else address[0]
+        return f"{scheme}://{host}:{address[1]}{target}"
 
     def render(self, provider, answer, plan):
         """(code, content type, Body) of an answer after the plan's body and payload faults."""
@@ -1218,6 +1241,7 @@ class Emulator:
             "requests": dict(self.requests), "by_payment": dict(self.by_payment),
             "signature_failures": self.signature_failures, "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight, "connections": self.connections,
+            "tls_resumed": self.tls_resumed,
         }
 
     def control_reset(self):

@@ -814,7 +814,8 @@ def test_control(t, c):
     t.eq("config bad delay", c.control("config", {"delay_ms": -1}).status, 400)
     t.eq("config GET", (json_or_none(c.raw("GET", "/_control/config")) or {}).get("config", {}).get("delay_ms"), 300)
     stats = c.stats()
-    t.eq("stats keys", sorted(stats), ["by_payment", "connections", "in_flight", "max_in_flight", "requests", "signature_failures"])
+    t.eq("stats keys", sorted(stats), ["by_payment", "connections", "in_flight", "max_in_flight", "requests", "signature_failures",
+                                  "tls_resumed"])
     t.eq("stats requests keys", sorted(stats["requests"]), sorted(["okepay", "obmenka", "alikassa", "morune"]))
     t.eq("reset", c.reset(), 200)
     t.check("reset clears delay", c.okepay(101).elapsed < 0.2)
@@ -850,6 +851,27 @@ def test_faults(t, c):
 
     resp = c.okepay(106, prefix=prefix("status=503"))
     check_json_reply(t, "status=503", resp, 503, {"error": "injected"})
+    resp = c.okepay(106, prefix=prefix("status=503"))
+    t.eq("status=503: no Location", resp.header("location"), None)
+    plain = c.okepay_target(106)
+    for code in (301, 302, 303, 307, 308):
+        before = c.stats()["requests"]["okepay"]
+        resp = c.raw("GET", c.okepay_target(106, prefix=prefix(f"status={code}")))
+        t.eq(f"status={code}: code and body", (resp.status, json_or_none(resp), resp.end),
+             (code, {"error": "injected"}, "complete"))
+        t.eq(f"status={code}: Location is the request without the fault prefix",
+             resp.header("location"), f"http://127.0.0.1:{c.port}{plain}")
+        t.eq(f"status={code}: counted once", c.stats()["requests"]["okepay"] - before, 1)
+    location = resp.header("location") or ""
+    followed = c.raw("GET", location[location.find("/", len("http://")):])
+    t.eq("redirect target answers normally", (followed.status, followed.body), (200, normal.body))
+    resp = c.okepay(106, prefix=prefix("delay=10,status=302,malformed"))
+    t.check("status=302 with other modes keeps its Location", resp.status == 302
+            and (resp.header("location") or "").endswith(plain), resp.header_list)
+    resp = c.morune(params=[("order_id", "mo-order-1")], prefix=prefix("status=307"))
+    t.check("morune status=307: Location keeps the query", resp.status == 307 and (resp.header("location") or "")
+            .endswith("/morune/invoice/info?" + http_build_query([("shop_id", MORUNE["shop_id"]),
+                                                                  ("order_id", "mo-order-1")])), resp.header_list)
     resp = c.okepay(106, prefix=prefix("malformed"))
     t.eq("malformed", (resp.status, resp.body, resp.end, resp.header("content-length")),
          (200, b'{"status":"success","data":[{"id":', "complete", str(len(b'{"status":"success","data":[{"id":'))))
@@ -1203,7 +1225,24 @@ def test_cli(t, tmp):
     t.check("TLS request with --delay-ms 200", resp.status == 200 and resp.elapsed >= 0.19, resp)
     resp = c.okepay(106, prefix="/_fault/reset")
     t.eq("TLS reset fault", resp.end, "reset")
+    resp = c.okepay(106, prefix="/_fault/status=308")
+    t.eq("TLS status=308: https Location", (resp.status, resp.header("location")),
+         (308, f"https://127.0.0.1:{port}{c.okepay_target(106)}"))
     t.eq("TLS control", c.control("health").status, 200)
+    c.reset()
+    sessions = []
+    for i in range(2):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw_sock:
+            with tls.wrap_socket(raw_sock, server_hostname="127.0.0.1",
+                                 session=sessions[-1] if sessions else None) as s:
+                s.sendall(b"GET /_control/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                while s.recv(65536):              # TLS 1.3 tickets come with the reply
+                    pass
+                sessions.append(s.session)
+                resumed = s.session_reused
+        t.eq(f"TLS connection {i + 1}: client sees resumption", resumed, i == 1)
+    stats = c.stats()
+    t.eq("TLS stats: connections and tls_resumed", (stats["connections"], stats["tls_resumed"]), (3, 1))
     proc.send_signal(signal.SIGINT)
     try:
         t.eq("SIGINT: clean exit", proc.wait(10), 0)
