@@ -66,8 +66,9 @@ CREATE TRIGGER invoices_validate
     BEFORE INSERT OR UPDATE OF provider, account, payment_id, order_id ON paygw.invoices
     FOR EACH ROW EXECUTE FUNCTION paygw.invoices_validate();
 
--- Wakes the background worker when a transaction that made an invoice due
--- (inserted it, or set its next_check_at to now or earlier) commits.
+-- Wakes the background worker when a transaction commits that made an
+-- invoice due sooner than the worker planned to look (inserted one, or set
+-- its next_check_at earlier).
 CREATE FUNCTION paygw.wake_worker()
 RETURNS trigger
 LANGUAGE C
@@ -76,8 +77,7 @@ REVOKE ALL ON FUNCTION paygw.wake_worker() FROM PUBLIC;
 
 CREATE TRIGGER invoices_wake_worker
     AFTER INSERT OR UPDATE OF next_check_at ON paygw.invoices
-    FOR EACH ROW WHEN (NEW.next_check_at <= pg_catalog.now())
-    EXECUTE FUNCTION paygw.wake_worker();
+    FOR EACH ROW EXECUTE FUNCTION paygw.wake_worker();
 
 -- The transitions gateways can produce.  Anything else (a final status
 -- changing, any status going back to pending) is recorded, not applied.
@@ -128,7 +128,8 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION paygw.claim_due(integer, interval) FROM PUBLIC;
 
--- Claim one invoice whatever its status or schedule (paygw_check_invoice).
+-- Claim one invoice whatever its status or schedule (paygw_check_invoice);
+-- nothing when the worker holds it (leased or locked).
 CREATE FUNCTION paygw.claim_one(invoice_id bigint)
 RETURNS TABLE (id bigint, provider text, account text, payment_id text,
                order_id text, lease_token bigint)
@@ -139,7 +140,7 @@ AS $$
       FROM paygw.invoices i
      WHERE i.id = invoice_id
        AND (i.lease_until IS NULL OR i.lease_until < now())
-       FOR UPDATE NOWAIT
+       FOR UPDATE SKIP LOCKED
 $$;
 REVOKE ALL ON FUNCTION paygw.claim_one(bigint) FROM PUBLIC;
 
@@ -271,7 +272,7 @@ LANGUAGE C VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'paygw_check_invoice';
 COMMENT ON FUNCTION @extschema@.paygw_check_invoice(bigint) IS
-    'Check one invoice now; returns changed, unchanged, anomaly, error or gave_up';
+    'Check one invoice now; returns changed, unchanged, anomaly, error, gave_up, or failed (the outcome could not be recorded)';
 
 REVOKE ALL ON FUNCTION @extschema@.paygw_track(text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.paygw_refresh(integer) FROM PUBLIC;

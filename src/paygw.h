@@ -15,6 +15,7 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
 #define PAYGW_VERSION "0.1"
@@ -161,6 +162,6 @@ extern void paygw_guc_init(void);
 /* worker.c */
 extern void paygw_worker_register(void);
 extern void paygw_shmem_init(void);
-extern void paygw_wake_worker_at_commit(void);
+extern void paygw_wake_worker_at_commit(TimestampTz next_check_at);
 
 #endif							/* PAYGW_H */

@@ -13,8 +13,9 @@
  *
  * Each outcome is applied in its own subtransaction: a row that cannot be
  * written (a unique conflict while filling in an id, say) is reported as a
- * WARNING and stays leased until the lease expires, while the rest of the
- * batch is applied.  Query cancel and termination are never swallowed.
+ * WARNING and is checked again later -- the worker's lease expires,
+ * paygw_refresh() leaves the row due -- while the rest of the batch is
+ * applied.  Query cancel and termination are never swallowed.
  *
  *-------------------------------------------------------------------------
  */
@@ -292,7 +293,7 @@ paygw_reconcile_apply(PaygwItem **items, int n, PaygwApplyStats *stats)
 			ereport(WARNING,
 					errmsg("could not record the check of invoice %lld: %s",
 						   (long long) item->invoice_id, edata->message),
-					errdetail("The invoice will be checked again when its lease expires."));
+					errdetail("The invoice will be checked again later."));
 			FreeErrorData(edata);
 			stats->failed++;
 		}

@@ -544,13 +544,27 @@ paygw_invoices_validate(PG_FUNCTION_ARGS)
 	return PointerGetDatum(tuple);
 }
 
-/* Row trigger: wake the worker when this transaction commits. */
+/*
+ * Row trigger (AFTER INSERT OR UPDATE OF next_check_at): wake the worker at
+ * commit when the invoice is due sooner than it planned to look.
+ */
 Datum
 paygw_wake_worker(PG_FUNCTION_ARGS)
 {
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "paygw_wake_worker must be a trigger");
-	paygw_wake_worker_at_commit();
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		next;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "paygw_wake_worker must be a row trigger");
+	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)
+		? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	desc = trigdata->tg_relation->rd_att;
+	next = heap_getattr(tuple, SPI_fnumber(desc, "next_check_at"), desc, &isnull);
+	if (!isnull)
+		paygw_wake_worker_at_commit(DatumGetTimestampTz(next));
 	return PointerGetDatum(NULL);
 }
 
@@ -697,8 +711,11 @@ paygw_check_invoice(PG_FUNCTION_ARGS)
 									   NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1;
 		SPI_finish();
 		if (exists)
+		{
 			paygw_set_error(&err, PAYGW_ERR_INVOICE_BUSY,
-							"invoice %lld is being checked by the worker", (long long) invoice_id);
+							"invoice %lld is being checked right now", (long long) invoice_id);
+			paygw_error_detail(&err, "The worker holds its lease, or another session's paygw_refresh() has it locked.");
+		}
 		else
 			paygw_set_error(&err, PAYGW_ERR_UNKNOWN_INVOICE,
 							"invoice %lld does not exist", (long long) invoice_id);

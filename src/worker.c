@@ -14,8 +14,10 @@
  *	  account),
  *	- applies finished results in short transactions while the other
  *	  requests continue,
- *	- sleeps on its latch when nothing is due; a commit that inserted an
- *	  invoice sets the latch (paygw.wake_worker trigger).
+ *	- sleeps on its latch when nothing is due, until the next invoice falls
+ *	  due or paygw.naptime at most; a commit that makes an invoice due
+ *	  (inserts one, or sets next_check_at to now) sets the latch
+ *	  (paygw.wake_worker trigger).
  *
  * SIGHUP reloads settings; SIGTERM stops it within one poll interval even
  * with requests in flight (their leases expire and the invoices are checked
@@ -73,6 +75,7 @@ typedef struct PaygwShared
 	uint64		errors;
 	uint64		errors_by_kind[PAYGW_ERR_INTERNAL + 1];
 	int			in_flight;
+	TimestampTz wake_at;		/* when a sleeping worker will look; 0: awake */
 	int			max_concurrency;	/* limits of the worker's current pool */
 	int			max_per_account;
 } PaygwShared;
@@ -162,13 +165,24 @@ wake_at_commit(XactEvent event, void *arg)
 }
 
 /*
- * Arrange for the worker to be woken when the current transaction commits.
- * A no-op when the worker is not loaded.
+ * Arrange for the worker to be woken when the current transaction commits,
+ * if next_check_at is sooner than it plans to look (or it is awake, when it
+ * might just be deciding).  A no-op when the worker is not loaded, and in
+ * the worker itself, which knows its own schedule.
  */
 void
-paygw_wake_worker_at_commit(void)
+paygw_wake_worker_at_commit(TimestampTz next_check_at)
 {
+	TimestampTz wake_at;
+	pid_t		pid;
+
 	if (shared == NULL)
+		return;
+	SpinLockAcquire(&shared->mutex);
+	wake_at = shared->wake_at;
+	pid = shared->pid;
+	SpinLockRelease(&shared->mutex);
+	if (pid == MyProcPid || (wake_at != 0 && next_check_at >= wake_at))
 		return;
 	if (!wake_registered)
 	{
@@ -236,6 +250,37 @@ claim_batch(MemoryContext itemcxt, PaygwHttpPool *pool, PaygwItem **items, int m
 		paygw_reconcile_start(pool, items[i]);
 	paygw_http_pool_kick(pool);
 	return n;
+}
+
+/*
+ * Milliseconds until the next open invoice falls due, at most naptime.
+ * Runs a short transaction.
+ */
+static long
+sleep_time(void)
+{
+	long		ms = paygw_naptime_ms;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT ceil(extract(epoch FROM min(next_check_at) - now()) * 1000)::bigint"
+					" FROM paygw.invoices WHERE status IN ('pending', 'authorized')"
+					" AND next_check_at IS NOT NULL",
+					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			ms = Max(10L, Min(ms, (long) DatumGetInt64(d)));
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return ms;
 }
 
 /* Apply finished checks in a short transaction, then free them. */
@@ -408,12 +453,25 @@ paygw_worker_main(Datum main_arg)
 
 			if (n == 0 && paygw_http_pool_pending(pool) == 0 && nready == 0)
 			{
-				/* nothing due and nothing in flight: sleep */
+				/*
+				 * Nothing due and nothing in flight: sleep until something is.
+				 * wake_at is 0 until here, so a commit racing with this
+				 * decision sets the latch and the wait returns at once.
+				 */
+				long		ms;
+
 				set_in_flight(0);
 				idle = true;
+				ms = sleep_time();
+				SpinLockAcquire(&shared->mutex);
+				shared->wake_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+				SpinLockRelease(&shared->mutex);
 				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 paygw_naptime_ms, PG_WAIT_EXTENSION);
+								 ms, PG_WAIT_EXTENSION);
 				ResetLatch(MyLatch);
+				SpinLockAcquire(&shared->mutex);
+				shared->wake_at = 0;
+				SpinLockRelease(&shared->mutex);
 				continue;
 			}
 		}

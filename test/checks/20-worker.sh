@@ -75,6 +75,18 @@ wait_for 5 '[ "$(sqlv "SELECT status FROM paygw.invoices WHERE id = $inv")" = pa
     || check_fail "tracking did not wake the worker"
 echo "tracked invoice checked $(( ($(date +%s%N) - t0) / 1000000 )) ms after commit (naptime 10min)"
 check_ok "commit of a tracked invoice wakes the worker"
+# an invoice that falls due in 2 s (no wake-up: not due at commit) is
+# checked then, not after the 10-minute naptime
+emu_post set '{"provider":"okepay","id":"102","status":"confirmed"}'
+inv=$(sqlv "SELECT paygw_track('okepay', '102')")
+wait_for 5 '[ "$(sqlv "SELECT status FROM paygw.invoices WHERE id = $inv")" = paid ]' || check_fail "invoice 102 not checked"
+sqlv "UPDATE paygw.invoices SET status = 'pending', next_check_at = now() + interval '2 s' WHERE id = $inv" >/dev/null
+sleep 0.3
+t0=$(date +%s%N)
+wait_for 6 '[ "$(sqlv "SELECT check_count FROM paygw.invoices WHERE id = $inv")" = 2 ]' \
+    || check_fail "the worker slept past the invoice's next_check_at"
+echo "invoice due in 2 s checked after $(( ($(date +%s%N) - t0) / 1000000 )) ms (naptime 10min)"
+check_ok "the worker wakes when the next invoice falls due"
 
 # --- 4. SIGHUP: a new concurrency limit takes effect -------------------------
 sqlv "ALTER SYSTEM SET paygw.max_concurrency = 2" >/dev/null
