@@ -57,7 +57,7 @@ paygw_start_emulator
 mkdir -p "$PAYGW_WORKDIR/logs"
 # for the secret scan: sample pg_stat_activity every 50 ms while the suite runs
 if [[ -n ${PAYGW_ACTIVITY_LOG:-} ]]; then
-    echo "SELECT query FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query <> '' \\watch 0.05" \
+    echo "SELECT q FROM (SELECT 0 AS o, '<<sample>>' AS q UNION ALL SELECT 1, query FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query <> '') s ORDER BY o \\watch 0.05" \
         | psql -X -At -d postgres >>"$PAYGW_ACTIVITY_LOG" 2>/dev/null &
 fi
 

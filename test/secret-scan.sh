@@ -16,7 +16,7 @@ out=$(mktemp /tmp/paygw-scan-run.XXXXXX)
 workdir=
 cleanup() {
     rm -f "$conf" "$samples" "$out"
-    [[ -n $workdir && -d $workdir ]] && rm -rf "$workdir"
+    [[ -n $workdir && -d $workdir && ${PAYGW_SCAN_KEEP:-0} != 1 ]] && rm -rf "$workdir"
     return 0
 }
 trap cleanup EXIT

@@ -88,8 +88,12 @@ class Scan:
         if exempt:
             self.allowed += len(hits)
             return
-        masked = [h[:4] + "..." for h in hits]
-        self.leaks.append(f"{source} {where}: {', '.join(masked)}")
+        masked = [h[:4] + "..." for h in hits][:5]
+        context = text
+        for h in hits:
+            context = context.replace(h, "[SECRET]")
+        context = " ".join(context.split())[:160]
+        self.leaks.append(f"{source} {where}: {', '.join(masked)} in: {context}")
 
     def count(self, source, n=1):
         self.scanned[source] = self.scanned.get(source, 0) + n
@@ -138,19 +142,24 @@ def scan_plain_logs(scan, workdir):
                     entries[-1][1] += line
         for n, text in entries:
             scan.count("plain log entries")
-            statement = re.search(r"\b(LOG:\s+statement:|STATEMENT:|CONTEXT:|QUERY:)", text)
+            # "LOG:  statement: ..." (with verbose errors: "LOG:  00000: statement: ...")
+            statement = re.search(r"\b(?:LOG:\s+(?:[0-9A-Z]{5}:\s+)?(?:statement|execute [^:]*|duration: [\d.]+ ms\s+statement):"
+                                  r"|STATEMENT:|CONTEXT:|QUERY:)", text)
             scan.check(os.path.basename(path), f"line {n}", text,
                        statement is not None and writes_credentials(text))
 
 
 def scan_samples(scan, samples):
+    """pg_stat_activity, sampled every 50 ms: each sample starts with a
+    <<sample>> marker row, then one row per query (queries may span lines)."""
     with open(samples, encoding="utf-8", errors="replace") as f:
         text = f.read()
-    # \watch output: one query per line, queries may span lines; treat each
-    # block between blank lines as one sample
-    for n, block in enumerate(re.split(r"\n\s*\n", text), 1):
+    blocks = text.split("<<sample>>")[1:]
+    for n, block in enumerate(blocks, 1):
         scan.count("pg_stat_activity samples")
         scan.check("pg_stat_activity", f"sample {n}", block, writes_credentials(block))
+    if len(blocks) < 100:
+        scan.leaks.append(f"only {len(blocks)} pg_stat_activity samples: the sampler did not run")
 
 
 def scan_results(scan, repo):

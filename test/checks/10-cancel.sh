@@ -2,8 +2,8 @@
 # test/checks/10-cancel.sh -- pg_cancel_backend and statement_timeout stop a
 # paygw_status call that is waiting on a slow gateway, and the session stays
 # usable.
-# Prints the measured cancel latencies (not asserted beyond "well before the
-# gateway would have answered": speed is for benchmarks).
+# Both must stop the call within 200 ms (the measured figures are printed;
+# they include psql's own round trips, so the bound is conservative).
 set -euo pipefail
 . "$(dirname "$0")/lib.bash"
 
@@ -36,7 +36,7 @@ t1=$(date +%s%N)
 wait "$bg" || true
 grep -q '^alive:paid$' "$out" || check_fail "session not usable after cancel: $(cat "$out")"
 ms=$(( (t1 - t0) / 1000000 ))
-(( ms < 5000 )) || check_fail "cancel took ${ms} ms"
+(( ms < 200 )) || check_fail "pg_cancel_backend took ${ms} ms to stop the call (limit 200 ms)"
 echo "pg_cancel_backend: call stopped after ${ms} ms (includes psql round trips)"
 
 # statement_timeout: the call ends with the timeout error, well before the
@@ -50,8 +50,8 @@ case $err in
     *) check_fail "expected a statement_timeout error, got: $err" ;;
 esac
 ms=$(( (t1 - t0) / 1000000 ))
-(( ms < 5000 )) || check_fail "statement_timeout took ${ms} ms"
-echo "statement_timeout=500ms: psql returned after ${ms} ms"
+(( ms < 500 + 200 )) || check_fail "statement_timeout=500ms ended the call after ${ms} ms (limit 700 ms)"
+echo "statement_timeout=500ms: psql returned after ${ms} ms (connection setup included)"
 
 check_ok "cancel and statement_timeout interrupt paygw_status; session stays usable"
 q -d postgres -c "DROP DATABASE $db"
