@@ -72,6 +72,12 @@ INSERT INTO paygw.credentials (name, provider, merchant_id, secret)
 VALUES ('vec-akplain', 'alikassa', '93d5df06-996c-48c3-9847-348d6b580b80', :'plain');
 SELECT paygw.sign('vec-akplain', '{"id":"100000536"}') = :'sign' AS plain_key_same_signature;
 
+-- with the parsed-key cache off (the key is parsed for each signature and
+-- freed right after), the signature is the same
+SET paygw.key_cache_ttl = 0;
+SELECT paygw.sign('ak', '{"id":"100000536"}') = :'sign' AS same_without_cache;
+RESET paygw.key_cache_ttl;
+
 -- ids that could break a URL or a body are encoded, never interpreted
 SELECT url FROM paygw_request('morune', E'a&b?c/d#e%f g\nh-ü€+=;', 'vec-morune', true);
 SELECT body FROM paygw_request('obmenka', E'a"b\\c\n\td&?/#% ü€', 'vec-obmenka', true);

@@ -15,6 +15,7 @@
 
 #include "call.h"
 #include "credentials.h"
+#include "crypto/crypto.h"
 
 /*
  * Check the arguments, find the account and build the signed request.
@@ -54,8 +55,12 @@ paygw_call_prepare(PaygwCall *call, const char *provider, const char *id,
 	/* gateways speak UTF-8 whatever the database encoding */
 	wire_id = pg_server_to_any(id, strlen(id), PG_UTF8);
 	call->request.label = call->provider->name;
-	return call->provider->build_request(call->account, lookup, wire_id,
-										 &call->request, err);
+	if (!call->provider->build_request(call->account, lookup, wire_id,
+									   &call->request, err))
+		return false;
+	/* the URL can carry a signature (OkePay's works as a bearer token) */
+	paygw_wipe_on_reset(call->request.url);
+	return true;
 }
 
 /*

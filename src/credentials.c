@@ -28,36 +28,6 @@
 static SPIPlanPtr plan_by_name = NULL;
 static SPIPlanPtr plan_by_provider = NULL;
 
-typedef struct AccountWipe
-{
-	MemoryContextCallback cb;
-	PaygwAccount *account;
-} AccountWipe;
-
-static void
-wipe_account(void *arg)
-{
-	PaygwAccount *account = ((AccountWipe *) arg)->account;
-
-	paygw_wipe_string(account->secret);
-	paygw_wipe_string(account->secret_password);
-}
-
-/*
- * Overwrite the account's secrets when CurrentMemoryContext (which must hold
- * the account) is reset or deleted.
- */
-void
-paygw_account_wipe_on_reset(PaygwAccount *account)
-{
-	AccountWipe *w = palloc(sizeof(AccountWipe));
-
-	w->account = account;
-	w->cb.func = wipe_account;
-	w->cb.arg = w;
-	MemoryContextRegisterResetCallback(CurrentMemoryContext, &w->cb);
-}
-
 /*
  * Copy a text column into cxt.  With wipe, the SPI-side bytes (and any
  * detoasted copy) are overwritten afterwards.  NULL for SQL NULL.
@@ -112,9 +82,9 @@ prepare_once(SPIPlanPtr *plan, const char *sql)
 }
 
 /*
- * Replace sealed secret and secret_password with their plaintexts (in
- * CurrentMemoryContext; account must already be registered for wiping, and
- * the plaintexts are wiped with it).  Plaintext values stay as they are.
+ * Replace sealed secret and secret_password with their plaintexts, in
+ * CurrentMemoryContext and wiped when it is reset.  Plaintext values stay as
+ * they are.
  */
 bool
 paygw_account_open_secrets(PaygwAccount *account, PaygwError *err)
@@ -125,6 +95,7 @@ paygw_account_open_secrets(PaygwAccount *account, PaygwError *err)
 
 		if (plain == NULL)
 			return false;
+		paygw_wipe_on_reset(plain);
 		account->secret = plain;
 	}
 	if (paygw_secret_is_sealed(account->secret_password))
@@ -134,6 +105,7 @@ paygw_account_open_secrets(PaygwAccount *account, PaygwError *err)
 
 		if (plain == NULL)
 			return false;
+		paygw_wipe_on_reset(plain);
 		account->secret_password = plain;
 	}
 	return true;
@@ -319,7 +291,10 @@ paygw_account_fetch(const PaygwProvider *prov, const char *name, PaygwError *err
 			memcpy(opts, j, VARSIZE(j));
 		}
 		MemoryContextSwitchTo(cxt);
-		paygw_account_wipe_on_reset(account);
+		if (account->secret)
+			paygw_wipe_on_reset(account->secret);
+		if (account->secret_password)
+			paygw_wipe_on_reset(account->secret_password);
 		if (!paygw_account_open_secrets(account, err) ||
 			!paygw_account_complete(account, opts, err))
 			account = NULL;

@@ -18,7 +18,6 @@ extern bool paygw_account_complete(PaygwAccount *account, Jsonb *options,
 								   PaygwError *err);
 extern bool paygw_parse_base_url(const char *url, char **normalized,
 								 PaygwError *err);
-extern void paygw_account_wipe_on_reset(PaygwAccount *account);
 extern bool paygw_account_open_secrets(PaygwAccount *account, PaygwError *err);
 
 #endif							/* PAYGW_CREDENTIALS_H */

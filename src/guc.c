@@ -24,6 +24,7 @@ char	   *paygw_database = NULL;
 char	   *paygw_ca_file = NULL;
 char	   *paygw_key_file = NULL;
 bool		paygw_debug = false;
+int			paygw_key_cache_ttl_s = 60;
 int			paygw_naptime_ms = 1000;
 int			paygw_batch_size = 100;
 int			paygw_max_concurrency = 16;
@@ -79,6 +80,13 @@ paygw_guc_init(void)
 							 false,
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
+	DefineCustomIntVariable("paygw.key_cache_ttl",
+							"How long a parsed AliKassa private key stays cached unused.",
+							"Parsing an encrypted key costs its passphrase KDF; 0 frees the parsed key after every call.",
+							&paygw_key_cache_ttl_s,
+							60, 0, 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
 	DefineCustomStringVariable("paygw.database",
 							   "Database the reconciliation worker works in.",
 							   "Needs shared_preload_libraries = 'paygw'; the extension must be created there.",

@@ -147,6 +147,7 @@ extern int	paygw_max_response_size;
 extern char *paygw_ca_file;
 extern char *paygw_key_file;
 extern bool paygw_debug;
+extern int	paygw_key_cache_ttl_s;
 extern char *paygw_database;
 extern int	paygw_naptime_ms;
 extern int	paygw_batch_size;

@@ -211,6 +211,23 @@ tuple_text(HeapTuple tuple, TupleDesc desc, const char *column)
 }
 
 /*
+ * The row a row-level trigger works on (the new row for UPDATE), after
+ * checking how it was called; *desc is the table's descriptor.
+ */
+static HeapTuple
+trigger_row(FunctionCallInfo fcinfo, const char *fn, bool before, TupleDesc *desc)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		(before && !TRIGGER_FIRED_BEFORE(trigdata->tg_event)))
+		elog(ERROR, "%s must be a %s row trigger", fn, before ? "BEFORE" : "");
+	*desc = trigdata->tg_relation->rd_att;
+	return TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)
+		? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+}
+
+/*
  * Open a stored secret for validation in the trigger: a sealed value may have
  * been sealed under the row's old name when an UPDATE renames it.
  */
@@ -226,6 +243,8 @@ trigger_open(const char *value, const char *name, const char *old_name,
 
 		plain = paygw_secret_open(value, old_name, column, &again);
 	}
+	if (plain != NULL)
+		paygw_wipe_on_reset(plain);
 	return plain;
 }
 
@@ -262,12 +281,7 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 	bool		nulls[4];
 	int			ncols = 0;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		elog(ERROR, "paygw_credentials_validate must be a BEFORE ROW trigger");
-	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)
-		? trigdata->tg_newtuple : trigdata->tg_trigtuple;
-	desc = trigdata->tg_relation->rd_att;
+	tuple = trigger_row(fcinfo, "paygw_credentials_validate", true, &desc);
 
 	callcxt = call_context();
 	oldcxt = MemoryContextSwitchTo(callcxt);
@@ -287,7 +301,6 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 	stored_password = tuple_text(tuple, desc, "secret_password");
 	acct->base_url = tuple_text(tuple, desc, "base_url");
 	acct->name = name;
-	paygw_account_wipe_on_reset(acct);
 	options_att = SPI_fnumber(desc, "options");
 	options = heap_getattr(tuple, options_att, desc, &isnull);
 
@@ -502,7 +515,6 @@ account_or_raise(const PaygwProvider *prov, const char *account)
 Datum
 paygw_invoices_validate(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	HeapTuple	tuple;
 	TupleDesc	desc;
 	MemoryContext callcxt;
@@ -515,12 +527,7 @@ paygw_invoices_validate(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	bool		nulls[3];
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		elog(ERROR, "paygw_invoices_validate must be a BEFORE ROW trigger");
-	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)
-		? trigdata->tg_newtuple : trigdata->tg_trigtuple;
-	desc = trigdata->tg_relation->rd_att;
+	tuple = trigger_row(fcinfo, "paygw_invoices_validate", true, &desc);
 
 	callcxt = call_context();
 	oldcxt = MemoryContextSwitchTo(callcxt);
@@ -551,17 +558,11 @@ paygw_invoices_validate(PG_FUNCTION_ARGS)
 Datum
 paygw_wake_worker(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	HeapTuple	tuple;
 	TupleDesc	desc;
+	HeapTuple	tuple = trigger_row(fcinfo, "paygw_wake_worker", false, &desc);
 	bool		isnull;
 	Datum		next;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		elog(ERROR, "paygw_wake_worker must be a row trigger");
-	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)
-		? trigdata->tg_newtuple : trigdata->tg_trigtuple;
-	desc = trigdata->tg_relation->rd_att;
 	next = heap_getattr(tuple, SPI_fnumber(desc, "next_check_at"), desc, &isnull);
 	if (!isnull)
 		paygw_wake_worker_at_commit(DatumGetTimestampTz(next));

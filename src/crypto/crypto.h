@@ -39,6 +39,7 @@ extern void paygw_append_form_encoded(StringInfo buf, const char *s);
 extern bool paygw_equal_timingsafe(const char *a, const char *b);
 extern void paygw_wipe(void *p, size_t len);
 extern void paygw_wipe_string(char *s);
+extern void paygw_wipe_on_reset(char *s);
 
 /* aead.c */
 extern uint8 *paygw_aead_seal(const uint8 *key, const char *aad,

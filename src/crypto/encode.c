@@ -126,6 +126,33 @@ paygw_wipe(void *p, size_t len)
 		explicit_bzero(p, len);
 }
 
+typedef struct WipeOnReset
+{
+	MemoryContextCallback cb;
+	char	   *s;
+} WipeOnReset;
+
+static void
+wipe_callback(void *arg)
+{
+	paygw_wipe_string(((WipeOnReset *) arg)->s);
+}
+
+/*
+ * Overwrite the string s (palloc'd in CurrentMemoryContext) when that
+ * context is reset or deleted, whether the call ends normally or by error.
+ */
+void
+paygw_wipe_on_reset(char *s)
+{
+	WipeOnReset *w = palloc(sizeof(WipeOnReset));
+
+	w->s = s;
+	w->cb.func = wipe_callback;
+	w->cb.arg = w;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &w->cb);
+}
+
 /* Overwrite a NUL-terminated secret string (NULL is allowed). */
 void
 paygw_wipe_string(char *s)

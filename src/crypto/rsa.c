@@ -5,10 +5,12 @@
  *		signatures, as PHP's openssl_sign() makes them.
  *
  * Parsing an encrypted key runs the passphrase KDF, which is slow on purpose,
- * so parsed keys are cached for the life of the backend, keyed by a SHA-256
- * fingerprint of (PEM, passphrase): editing a credential row changes the
- * fingerprint, so a stale key is never used.  The cache is small and lives
- * in TopMemoryContext; the EVP_PKEY objects are owned by it.
+ * so parsed keys are cached, keyed by a SHA-256 fingerprint of (PEM,
+ * passphrase): editing a credential row changes the fingerprint, so a stale
+ * key is never used.  A parsed key unused for paygw.key_cache_ttl seconds is
+ * freed at the next signing (0: freed right after each signature); OpenSSL
+ * clears private key material when it frees it.  The cache is small and
+ * lives in TopMemoryContext; the EVP_PKEY objects are owned by it.
  *
  * OpenSSL objects created here are freed before any function that could
  * ereport runs, and the OpenSSL error queue is always left empty (the server's
@@ -33,6 +35,7 @@ typedef struct KeyCacheEntry
 	uint8		fingerprint[32];
 	EVP_PKEY   *pkey;
 	uint64		last_used;
+	time_t		used_at;
 } KeyCacheEntry;
 
 static KeyCacheEntry *key_cache = NULL;
@@ -115,8 +118,17 @@ paygw_rsa_check_key(const char *pem, const char *password, PaygwError *err)
  * Find the parsed key for (pem, password) in the cache, loading it on a miss.
  * The result belongs to the cache.
  */
+/* Free a cached key (OpenSSL clears its private material). */
+static void
+forget_key(KeyCacheEntry *e)
+{
+	EVP_PKEY_free(e->pkey);
+	memset(e, 0, sizeof(KeyCacheEntry));
+}
+
 static EVP_PKEY *
-cached_private_key(const char *pem, const char *password, PaygwError *err)
+cached_private_key(const char *pem, const char *password, KeyCacheEntry **entry,
+				   PaygwError *err)
 {
 	uint8		fp[32];
 	size_t		pemlen = strlen(pem);
@@ -143,6 +155,12 @@ cached_private_key(const char *pem, const char *password, PaygwError *err)
 		key_cache = MemoryContextAllocZero(TopMemoryContext,
 										   sizeof(KeyCacheEntry) * KEY_CACHE_SIZE);
 
+	/* drop keys unused for longer than paygw.key_cache_ttl */
+	for (int i = 0; i < KEY_CACHE_SIZE; i++)
+		if (key_cache[i].pkey != NULL &&
+			time(NULL) - key_cache[i].used_at > paygw_key_cache_ttl_s)
+			forget_key(&key_cache[i]);
+
 	victim = &key_cache[0];
 	for (int i = 0; i < KEY_CACHE_SIZE; i++)
 	{
@@ -151,6 +169,8 @@ cached_private_key(const char *pem, const char *password, PaygwError *err)
 		if (e->pkey != NULL && memcmp(e->fingerprint, fp, sizeof(fp)) == 0)
 		{
 			e->last_used = ++key_cache_clock;
+			e->used_at = time(NULL);
+			*entry = e;
 			return e->pkey;
 		}
 		if (e->pkey == NULL || (victim->pkey != NULL && e->last_used < victim->last_used))
@@ -165,6 +185,8 @@ cached_private_key(const char *pem, const char *password, PaygwError *err)
 	memcpy(victim->fingerprint, fp, sizeof(fp));
 	victim->pkey = pkey;
 	victim->last_used = ++key_cache_clock;
+	victim->used_at = time(NULL);
+	*entry = victim;
 	return pkey;
 }
 
@@ -178,13 +200,14 @@ paygw_rsa_sign_base64(const char *pem, const char *password, PaygwDigest alg,
 					  PaygwError *err)
 {
 	EVP_PKEY   *pkey;
+	KeyCacheEntry *entry;
 	EVP_MD_CTX *ctx;
 	const EVP_MD *md;
 	unsigned char *sig;
 	size_t		siglen;
 	int			rc;
 
-	pkey = cached_private_key(pem, password, err);
+	pkey = cached_private_key(pem, password, &entry, err);
 	if (pkey == NULL)
 		return false;
 
@@ -196,6 +219,8 @@ paygw_rsa_sign_base64(const char *pem, const char *password, PaygwDigest alg,
 	if (ctx == NULL)
 	{
 		pfree(sig);
+		if (paygw_key_cache_ttl_s == 0)
+			forget_key(entry);
 		return paygw_set_error(err, PAYGW_ERR_INTERNAL, "out of memory while signing");
 	}
 	rc = EVP_DigestSignInit(ctx, NULL, md, NULL, pkey);
@@ -203,6 +228,8 @@ paygw_rsa_sign_base64(const char *pem, const char *password, PaygwDigest alg,
 		rc = EVP_DigestSign(ctx, sig, &siglen, data, len);
 	EVP_MD_CTX_free(ctx);
 	ERR_clear_error();
+	if (paygw_key_cache_ttl_s == 0)
+		forget_key(entry);
 	if (rc != 1)
 	{
 		pfree(sig);

@@ -29,6 +29,7 @@
 #include "portability/instr_time.h"
 #include "utils/memutils.h"
 
+#include "crypto/crypto.h"
 #include "http/http.h"
 
 #if LIBCURL_VERSION_NUM < 0x075500
@@ -108,6 +109,8 @@ paygw_http_add_header(PaygwHttpRequest *req, const char *name,
 	req->headers[req->nheaders].name = name;
 	req->headers[req->nheaders].value = pstrdup(value);
 	req->headers[req->nheaders].sensitive = sensitive;
+	if (sensitive)
+		paygw_wipe_on_reset(req->headers[req->nheaders].value);
 	req->nheaders++;
 }
 
@@ -172,7 +175,12 @@ transfer_cleanup(Transfer *t)
 		t->easy = NULL;
 	}
 	if (t->headers != NULL)
+	{
+		/* header lines may carry an API key or a signature */
+		for (struct curl_slist *h = t->headers; h != NULL; h = h->next)
+			explicit_bzero(h->data, strlen(h->data));
 		curl_slist_free_all(t->headers);
+	}
 	t->headers = NULL;
 	free(t->buf);
 	t->buf = NULL;
