@@ -99,6 +99,18 @@ SELECT status FROM paygw_status('alikassa', '100000537');
 -- output holds them only inside the statements themselves
 SELECT count(*) AS accounts_after FROM paygw.credentials;
 
+-- secret_password belongs to AliKassa's encrypted key only
+INSERT INTO paygw.credentials (name, provider, merchant_id, secret, secret_password)
+VALUES ('x', 'okepay', 'shop', 'secret-value-13', 'secret-value-14');
+-- NULL timestamps are filled in rather than failing NOT NULL (whose
+-- "failing row" detail would print the secret)
+INSERT INTO paygw.credentials (name, provider, merchant_id, secret, created_at, updated_at)
+VALUES ('ts', 'okepay', 'shop', 'secret-value-15', NULL, NULL);
+SELECT created_at IS NOT NULL AND updated_at IS NOT NULL AS filled FROM paygw.credentials WHERE name = 'ts';
+UPDATE paygw.credentials SET created_at = NULL WHERE name = 'ts';
+SELECT created_at IS NOT NULL AS still_filled FROM paygw.credentials WHERE name = 'ts';
+DELETE FROM paygw.credentials WHERE name = 'ts';
+
 -- a name is unique
 INSERT INTO paygw.credentials (name, provider, merchant_id, secret)
 VALUES ('ok', 'okepay', 'shop', 'secret-value-12');

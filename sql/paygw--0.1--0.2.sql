@@ -284,7 +284,8 @@ CREATE FUNCTION paygw.worker_status_info(
     OUT started_at timestamptz, OUT last_pass_at timestamptz,
     OUT passes bigint, OUT invoices_checked bigint, OUT changes_applied bigint,
     OUT anomalies bigint, OUT errors bigint, OUT errors_by_kind jsonb,
-    OUT in_flight integer, OUT max_concurrency integer, OUT max_per_account integer)
+    OUT in_flight integer, OUT max_concurrency integer, OUT max_per_account integer,
+    OUT memory_bytes bigint)
 RETURNS record
 LANGUAGE C STABLE
 AS 'MODULE_PATHNAME', 'paygw_worker_status_info';

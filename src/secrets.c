@@ -46,7 +46,7 @@ typedef struct Keyring
 	char		path[MAXPGPATH];
 	dev_t		dev;
 	ino_t		ino;
-	time_t		mtime;
+	struct timespec mtime;
 	off_t		size;
 	int			nkeys;
 	uint8		keys[MAX_KEYS][KEY_LEN];
@@ -171,7 +171,9 @@ get_keyring(PaygwError *err)
 	}
 	if (keyring != NULL && strcmp(keyring->path, paygw_key_file) == 0 &&
 		keyring->dev == st.st_dev && keyring->ino == st.st_ino &&
-		keyring->mtime == st.st_mtime && keyring->size == st.st_size)
+		keyring->mtime.tv_sec == st.st_mtim.tv_sec &&
+		keyring->mtime.tv_nsec == st.st_mtim.tv_nsec &&
+		keyring->size == st.st_size)
 		return keyring;
 
 	drop_keyring();
@@ -223,7 +225,7 @@ get_keyring(PaygwError *err)
 	strlcpy(kr->path, paygw_key_file, sizeof(kr->path));
 	kr->dev = st.st_dev;
 	kr->ino = st.st_ino;
-	kr->mtime = st.st_mtime;
+	kr->mtime = st.st_mtim;
 	kr->size = st.st_size;
 	keyring = kr;
 	return kr;

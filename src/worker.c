@@ -16,8 +16,8 @@
  *	  requests continue,
  *	- sleeps on its latch when nothing is due, until the next invoice falls
  *	  due or paygw.naptime at most; a commit that makes an invoice due
- *	  (inserts one, or sets next_check_at to now) sets the latch
- *	  (paygw.wake_worker trigger).
+ *	  sooner than it planned to look (inserts one, or moves next_check_at
+ *	  earlier) sets the latch (paygw.wake_worker trigger).
  *
  * SIGHUP reloads settings; SIGTERM stops it within one poll interval even
  * with requests in flight (their leases expire and the invoices are checked
@@ -78,6 +78,7 @@ typedef struct PaygwShared
 	TimestampTz wake_at;		/* when a sleeping worker will look; 0: awake */
 	int			max_concurrency;	/* limits of the worker's current pool */
 	int			max_per_account;
+	int64		memory_bytes;	/* the worker's memory contexts, after a batch */
 } PaygwShared;
 
 static PaygwShared *shared = NULL;
@@ -268,7 +269,7 @@ sleep_time(void)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute("SELECT ceil(extract(epoch FROM min(next_check_at) - now()) * 1000)::bigint"
 					" FROM paygw.invoices WHERE status IN ('pending', 'authorized')"
-					" AND next_check_at IS NOT NULL",
+					" AND next_check_at IS NOT NULL AND isfinite(next_check_at)",
 					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
 	{
 		bool		isnull;
@@ -310,6 +311,7 @@ apply_batch(PaygwItem **items, int n)
 					   stats.anomalies, stats.gave_up, stats.lost, stats.failed));
 
 	SpinLockAcquire(&shared->mutex);
+	shared->memory_bytes = (int64) MemoryContextMemAllocated(TopMemoryContext, true);
 	shared->checked += stats.checked;
 	shared->changed += stats.changed;
 	shared->anomalies += stats.anomalies;
@@ -509,8 +511,8 @@ Datum
 paygw_worker_status_info(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[14];
-	bool		nulls[14];
+	Datum		values[15];
+	bool		nulls[15];
 	PaygwShared snap;
 	StringInfoData kinds;
 	bool		first = true;
@@ -559,6 +561,8 @@ paygw_worker_status_info(PG_FUNCTION_ARGS)
 	nulls[12] = !snap.running;
 	values[13] = Int32GetDatum(snap.max_per_account);
 	nulls[13] = !snap.running;
+	values[14] = Int64GetDatum(snap.memory_bytes);
+	nulls[14] = !snap.running;
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

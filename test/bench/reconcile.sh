@@ -127,6 +127,7 @@ run "$N"
 ideal=$(python3 -c "print(f'{$C * 1000 / $DELAY:.1f}')")
 ratio=$(python3 -c "print(f'{$rate / $ideal:.2f}')")
 mem_n=$(rss_kb "$(worker_pid)")
+ctx_n=$(sqlv "SELECT memory_bytes FROM paygw.worker_status")
 printf 'run       C=%d: %6d invoices  %8s/s  ideal %7s/s  ratio %s  worker RssAnon peak %d kB  CPU %s s/1000\n' \
     "$C" "$N" "$rate" "$ideal" "$ratio" "$peak_kb" "$cpu_per_k"
 printf 'speed-up over C=1: %.1fx   (wall %s s; average requests in flight %d; CPU: worker %s s, emulator %s s)\n' \
@@ -135,7 +136,10 @@ printf 'speed-up over C=1: %.1fx   (wall %s s; average requests in flight %d; CP
 if (( MEMORY_N > N )); then
     run $(( MEMORY_N - N ))
     mem_m=$(rss_kb "$(worker_pid)")
+    ctx_m=$(sqlv "SELECT memory_bytes FROM paygw.worker_status")
     printf 'memory: worker RssAnon %d kB after %d refreshes, %d kB after %d (peak %d kB; %s/s)\n' \
         "$mem_n" "$N" "$mem_m" "$MEMORY_N" "$peak_kb" "$rate"
+    printf 'memory: worker memory contexts %d bytes after %d refreshes, %d bytes after %d\n' \
+        "$ctx_n" "$N" "$ctx_m" "$MEMORY_N"
 fi
 printf 'worker: %s\n' "$(sqlv "SELECT format('checked %s, changed %s, errors %s', invoices_checked, changes_applied, errors) FROM paygw.worker_status")"

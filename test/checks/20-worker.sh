@@ -77,8 +77,8 @@ wait_for 5 '[ "$(sqlv "SELECT status FROM paygw.invoices WHERE id = $inv")" = pa
     || check_fail "tracking did not wake the worker"
 echo "tracked invoice checked $(( ($(date +%s%N) - t0) / 1000000 )) ms after commit (naptime 10min)"
 check_ok "commit of a tracked invoice wakes the worker"
-# an invoice that falls due in 2 s (no wake-up: not due at commit) is
-# checked then, not after the 10-minute naptime
+# an invoice moved to fall due in 2 s is checked then, not after the
+# 10-minute naptime (the commit wakes the worker, which recomputes its sleep)
 emu_post set '{"provider":"okepay","id":"102","status":"confirmed"}'
 inv=$(sqlv "SELECT paygw_track('okepay', '102')")
 wait_for 5 '[ "$(sqlv "SELECT status FROM paygw.invoices WHERE id = $inv")" = paid ]' || check_fail "invoice 102 not checked"
