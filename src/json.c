@@ -8,12 +8,15 @@
  * hold, for \u0000 escapes and for nesting deep enough to exhaust the stack.
  * A gateway reply is untrusted input whose faults must become a PaygwError,
  * so paygw_json_parse() rules each of those out first with checks that
- * cannot throw, and only then calls jsonb_in().
+ * cannot throw, and only then calls jsonb_in().  In a database that is not
+ * UTF-8, characters the encoding lacks (raw or escaped) become '?' instead
+ * of raising a conversion error.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -61,6 +64,9 @@ prescan(const char *s, size_t len, PaygwError *err)
 		{
 			size_t		start = i;
 
+			const char *e;
+			long		exponent = 0;
+
 			while (i + 1 < len && strchr("0123456789+-.eE", s[i + 1]) != NULL)
 				i++;
 			if (i - start + 1 > PAYGW_JSON_MAX_NUMBER)
@@ -69,9 +75,158 @@ prescan(const char *s, size_t len, PaygwError *err)
 				paygw_error_detail(err, "A number token is longer than %d characters.", PAYGW_JSON_MAX_NUMBER);
 				return false;
 			}
+			/* numeric_in() rejects large exponents by raising an error */
+			for (e = s + start; e <= s + i && *e != 'e' && *e != 'E'; e++)
+				;
+			if (e <= s + i)
+			{
+				for (e++; e <= s + i && (*e == '+' || *e == '-'); e++)
+					;
+				for (; e <= s + i && *e >= '0' && *e <= '9' && exponent <= PAYGW_JSON_MAX_EXPONENT; e++)
+					exponent = exponent * 10 + (*e - '0');
+				if (exponent > PAYGW_JSON_MAX_EXPONENT)
+				{
+					paygw_set_error(err, PAYGW_ERR_MALFORMED_REPLY, "reply contains an out-of-range number");
+					paygw_error_detail(err, "A number's exponent exceeds %d.", PAYGW_JSON_MAX_EXPONENT);
+					return false;
+				}
+			}
 		}
 	}
 	return true;
+}
+
+static int
+hex4(const char *p)
+{
+	int			v = 0;
+
+	for (int i = 0; i < 4; i++)
+	{
+		char		c = p[i];
+
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v |= c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			v |= c - 'A' + 10;
+		else
+			return -1;
+	}
+	return v;
+}
+
+/*
+ * For a database that is not UTF-8: rewrite \uXXXX escapes of non-ASCII
+ * characters inside JSON strings as the characters' UTF-8 bytes (PostgreSQL's
+ * JSON lexer would otherwise convert each escape itself, raising an error
+ * for a character the database encoding lacks).  ASCII escapes and anything
+ * malformed are left for the validator.  Returns a palloc'd string.
+ */
+static char *
+unescape_non_ascii(const char *s, size_t len)
+{
+	StringInfoData out;
+	bool		in_string = false;
+
+	initStringInfo(&out);
+	for (size_t i = 0; i < len; i++)
+	{
+		char		c = s[i];
+
+		if (!in_string)
+		{
+			if (c == '"')
+				in_string = true;
+			appendStringInfoChar(&out, c);
+			continue;
+		}
+		if (c == '"')
+			in_string = false;
+		else if (c == '\\' && i + 1 < len)
+		{
+			int			cp = (s[i + 1] == 'u' && i + 5 < len) ? hex4(s + i + 2) : -1;
+
+			if (cp >= 0x80 && cp >= 0xD800 && cp <= 0xDBFF && i + 11 < len &&
+				s[i + 6] == '\\' && s[i + 7] == 'u')
+			{
+				int			lo = hex4(s + i + 8);
+
+				if (lo >= 0xDC00 && lo <= 0xDFFF)
+				{
+					unsigned char buf[4];
+
+					unicode_to_utf8(0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00), buf);
+					appendBinaryStringInfo(&out, (char *) buf, pg_utf_mblen(buf));
+					i += 11;
+					continue;
+				}
+			}
+			else if (cp >= 0x80 && (cp < 0xD800 || cp > 0xDFFF))
+			{
+				unsigned char buf[4];
+
+				unicode_to_utf8(cp, buf);
+				appendBinaryStringInfo(&out, (char *) buf, pg_utf_mblen(buf));
+				i += 5;
+				continue;
+			}
+			/* any other escape: copy it whole */
+			appendStringInfoChar(&out, c);
+			appendStringInfoChar(&out, s[++i]);
+			continue;
+		}
+		appendStringInfoChar(&out, c);
+	}
+	return out.data;
+}
+
+/*
+ * UTF-8 text to the database encoding without raising an error: a character
+ * the encoding lacks becomes '?'.  Returns a palloc'd string.
+ */
+static char *
+utf8_to_server_lossy(const char *s, int len)
+{
+	int			dbenc = GetDatabaseEncoding();
+	Oid			proc;
+	StringInfoData out;
+	unsigned char *buf;
+	int			bufsize;
+
+	if (dbenc == PG_UTF8 || dbenc == PG_SQL_ASCII)
+		return pnstrdup(s, len);
+	proc = FindDefaultConversionProc(PG_UTF8, dbenc);
+	if (!OidIsValid(proc))
+		return pnstrdup(s, len);	/* validation will reject non-ASCII */
+
+	bufsize = len * MAX_CONVERSION_GROWTH + 1;
+	buf = palloc(bufsize);
+	initStringInfo(&out);
+	while (len > 0)
+	{
+		int			done;
+
+		done = pg_do_encoding_conversion_buf(proc, PG_UTF8, dbenc,
+											 (unsigned char *) s, len,
+											 buf, bufsize, true);
+		appendStringInfoString(&out, (char *) buf);
+		s += done;
+		len -= done;
+		if (len > 0)
+		{
+			/* an unconvertible character: replace it and go on */
+			int			clen = Min(pg_utf_mblen((const unsigned char *) s), len);
+
+			appendStringInfoChar(&out, '?');
+			s += clen;
+			len -= clen;
+		}
+	}
+	pfree(buf);
+	return out.data;
 }
 
 /*
@@ -103,7 +258,14 @@ paygw_json_parse(const char *body, size_t len, PaygwError *err)
 	if (!prescan(body, len, err))
 		return NULL;
 
-	converted = pg_any_to_server(body, (int) len, PG_UTF8);
+	if (GetDatabaseEncoding() == PG_UTF8)
+		converted = (char *) body;
+	else
+	{
+		char	   *unescaped = unescape_non_ascii(body, len);
+
+		converted = utf8_to_server_lossy(unescaped, (int) strlen(unescaped));
+	}
 	jerr = paygw_json_validate(converted, (int) strlen(converted), GetDatabaseEncoding());
 	if (jerr != JSON_SUCCESS)
 	{

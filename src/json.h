@@ -16,6 +16,8 @@
 #define PAYGW_JSON_MAX_DEPTH 32
 /* longest number token accepted in a reply */
 #define PAYGW_JSON_MAX_NUMBER 64
+/* largest exponent accepted in a number (numeric_in's limit is 1000) */
+#define PAYGW_JSON_MAX_EXPONENT 300
 
 extern Jsonb *paygw_json_parse(const char *body, size_t len, PaygwError *err);
 extern JsonbValue *paygw_json_get(JsonbContainer *obj, const char *key);
