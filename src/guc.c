@@ -13,6 +13,7 @@
 
 #include <limits.h>
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "paygw.h"
@@ -87,12 +88,18 @@ paygw_guc_init(void)
 							60, 0, 86400,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	/*
+	 * A postmaster-level setting can only be defined while preloading; when
+	 * a backend loads paygw on demand there is no worker, and the setting is
+	 * only informative.
+	 */
 	DefineCustomStringVariable("paygw.database",
 							   "Database the reconciliation worker works in.",
 							   "Needs shared_preload_libraries = 'paygw'; the extension must be created there.",
 							   &paygw_database,
 							   "postgres",
-							   PGC_POSTMASTER, 0,
+							   process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP,
+							   0,
 							   NULL, NULL, NULL);
 	DefineCustomIntVariable("paygw.naptime",
 							"Longest time the worker sleeps when no invoice is due.",
