@@ -2,11 +2,13 @@
 # test/asan.sh -- paygw's whole test suite under AddressSanitizer +
 # LeakSanitizer (default), or its pg_regress part under Valgrind memcheck.
 #
-#   bash test/asan.sh [--head] [--keep] [--valgrind [--all-stages]]
+#   bash test/asan.sh [--head] [--keep] [--patch FILE] [--valgrind [--all-stages]]
 #
 #   --head        test the committed HEAD (git archive) instead of the
 #                 working tree (tracked + untracked, not ignored, files)
 #   --keep        keep the temp dir (PostgreSQL copy, build, sanitizer logs)
+#   --patch FILE  apply FILE (git diff format) to the source copy first:
+#                 to try a fix, or a deliberate bug as a positive control
 #   --valgrind    memcheck instead of ASan: a plain -O1 -g build, every
 #                 postgres process under valgrind (no leak check), only
 #                 pg_regress + the emulator selftest (the checks' timing
@@ -45,14 +47,17 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-mode=asan head=0 keep=0 all_stages=0
-for arg in "$@"; do
+mode=asan head=0 keep=0 all_stages=0 patches=()
+while (( $# )); do
+    arg=$1; shift
     case $arg in
+        --patch) [[ $# -gt 0 && -r $1 ]] || { echo "asan.sh: --patch needs a readable file" >&2; exit 2; }
+                 patches+=("$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"); shift ;;
         --head) head=1 ;;
         --keep) keep=1 ;;
         --valgrind) mode=valgrind ;;
         --all-stages) all_stages=1 ;;
-        -h|--help) sed -n '2,44p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,47p' "$0"; exit 0 ;;
         *) echo "asan.sh: unknown option: $arg" >&2; exit 2 ;;
     esac
 done
@@ -111,6 +116,10 @@ else
     echo "    source: working tree of $repo (HEAD $(git -C "$repo" rev-parse --short HEAD)" \
          "+ $(git -C "$repo" status --porcelain | wc -l) changed/untracked files)"
 fi
+for p in "${patches[@]}"; do
+    (cd "$T/src" && git apply "$p") || die "patch $p does not apply"
+    echo "    applied $p"
+done
 if [[ $mode == asan ]]; then
     export COPT='-fsanitize=address -fsanitize-recover=address -fno-omit-frame-pointer -O1 -g'
 else
@@ -146,13 +155,32 @@ lsan_opts="suppressions=$supp_dir/lsan.supp:print_suppressions=1:exitcode=0"
 vg_opts="--tool=memcheck --trace-children=yes --leak-check=no --track-origins=yes"
 vg_opts+=" --num-callers=30 --read-var-info=no --error-limit=no --child-silent-after-fork=no"
 vg_opts+=" --suppressions=$supp_dir/valgrind.supp --gen-suppressions=all --log-file=$logs/vg.%p"
+# The ASan runtime normally initialises on the first malloc(); in postgres
+# that first malloc comes from libgpg-error's constructor inside
+# bindtextdomain(), with glibc's _nl_state_lock held, and ASan's init calls
+# dlerror() -> dcgettext(), which takes the same lock: postgres hangs before
+# main().  A preloaded shim marked -z initfirst mallocs once before any other
+# constructor runs, so ASan is initialised without that lock held.
+if [[ $mode == asan ]]; then
+    cat >"$T/initfirst.c" <<'EOF_C'
+#include <stdlib.h>
+void *volatile paygw_asan_initfirst_p;
+__attribute__((constructor)) static void paygw_asan_initfirst(void)
+{
+    paygw_asan_initfirst_p = malloc(1);
+    free(paygw_asan_initfirst_p);
+}
+EOF_C
+    gcc -shared -fPIC -O1 -Wl,-z,initfirst "$T/initfirst.c" -o "$T/initfirst.so" || die "shim build failed"
+    chmod 755 "$T/initfirst.so"
+fi
 {
     echo '#!/bin/bash'
     echo '# paygw test/asan.sh wrapper: the real binary is postgres.bin'
     echo 'real=$(dirname "$0")/postgres.bin'
-    echo 'case ${1:-} in --boot|--single|-V|--version|-C|--describe-config) exec -a "$0" "$real" "$@" ;; esac'
+    echo 'case ${1:-} in --boot|--single|--check|-V|--version|-C|--describe-config) exec -a "$0" "$real" "$@" ;; esac'
     if [[ $mode == asan ]]; then
-        printf 'export LD_PRELOAD=%q ASAN_OPTIONS=%q LSAN_OPTIONS=%q\n' "$libasan" "$asan_opts" "$lsan_opts"
+        printf 'export LD_PRELOAD=%q ASAN_OPTIONS=%q LSAN_OPTIONS=%q\n' "$libasan $T/initfirst.so" "$asan_opts" "$lsan_opts"
         echo 'exec -a "$0" "$real" "$@"'
     else
         echo "exec valgrind $vg_opts \"\$real\" \"\$@\""
@@ -281,7 +309,8 @@ sleep 2   # backends still exiting after the stop write their last reports
 
 # --- 5. summary ------------------------------------------------------------
 msg "reports in $logs"
-python3 - "$mode" "$logs" <<'PY'
+srcnames=$(cd "$T/src/src" && find . -name '*.[ch]' -printf '%f\n' | sort -u | tr '\n' ' ')
+python3 - "$mode" "$logs" "$srcnames" <<'PY'
 import os, re, sys, glob, collections
 mode, logs = sys.argv[1], sys.argv[2]
 reports = []          # (kind, header, frames, file)
@@ -300,21 +329,34 @@ if mode == 'asan':
             reports.append(('lsan-error', m.group(1).strip(), [], path))
 else:
     for path in sorted(glob.glob(os.path.join(logs, 'vg.*'))):
-        text = open(path, errors='replace').read()
-        for blk in re.split(r'\n==\d+== \n', text):
-            lines = [re.sub(r'^==\d+== ', '', l) for l in blk.splitlines()]
-            frames = [l for l in lines if re.match(r'\s+(at|by) 0x', l)]
-            if not frames or not lines:
+        cur = None
+        for line in open(path, errors='replace').read().splitlines():
+            m = re.match(r'==\d+== (.*)$', line)
+            if not m:                       # generated suppression text
                 continue
-            head = next((l for l in lines if l.strip() and not l.startswith(('Memcheck', 'Copyright', 'Using Valgrind', 'Command:', 'Parent PID'))), '')
-            if re.match(r'\s+(at|by) 0x', head):
-                continue
-            reports.append(('valgrind', head.strip(), frames, path))
+            body = m.group(1)
+            if not body.strip():
+                cur = None
+            elif not body[0].isspace():     # an error's first line
+                if body.startswith(('Memcheck,', 'Copyright', 'Using Valgrind', 'Command:',
+                                    'Parent PID', 'HEAP SUMMARY', 'For lists', 'ERROR SUMMARY',
+                                    'For a detailed', 'Use --track', 'To see them')):
+                    cur = None
+                    continue
+                cur = ('valgrind', body.strip(), [], path)
+                reports.append(cur)
+            elif cur is not None and re.match(r'\s+(at|by) 0x', body):
+                cur[2].append(body)
+    reports = [r for r in reports if r[2]]
+# a frame is paygw's when it names paygw.so (ASan) or one of paygw's source
+# files (valgrind prints "fn (file.c:N)" for objects with debug info)
+srcs = set(sys.argv[3].split())
+srcre = re.compile(r'\((' + '|'.join(re.escape(x) for x in sorted(srcs)) + r'):\d+\)') if srcs else None
 def paygw(frames):
-    return any('paygw.so' in f for f in frames)
+    return any('paygw.so' in f or (srcre and srcre.search(f)) for f in frames)
 ours = [r for r in reports if paygw(r[2])]
 print(f"{len(reports)} report(s) in {len(set(r[3] for r in reports))} process log(s); "
-      f"{len(ours)} with a paygw.so frame")
+      f"{len(ours)} with a paygw frame")
 groups = collections.OrderedDict()
 for r in reports:
     key = (r[0], paygw(r[2]), tuple(re.sub(r'0x[0-9a-f]+', '', f) for f in r[2][:6]))
@@ -327,8 +369,10 @@ for (kind, isours, _), rs in sorted(groups.items(), key=lambda kv: (not kv[0][1]
 if mode == 'asan':
     supp = collections.Counter()
     for path in glob.glob(os.path.join(logs, 'asan.*')):
-        for m in re.finditer(r'^\s*(\d+)\s+(\d+)\s+(leak:\S+)', open(path, errors='replace').read(), re.M):
-            supp[m.group(3)] += int(m.group(1))
+        text = open(path, errors='replace').read()
+        for blk in re.findall(r'Suppressions used:\n\s+count\s+bytes\s+template\n((?:\s+\d+\s+\d+\s+\S.*\n)+)', text):
+            for m in re.finditer(r'^\s+(\d+)\s+(\d+)\s+(\S.*)$', blk, re.M):
+                supp[m.group(3).strip()] += int(m.group(1))
     if supp:
         print("suppressed by lsan.supp (count, pattern): " + ", ".join(f"{n} {p}" for p, n in supp.most_common()))
 sys.exit(1 if ours else 0)

@@ -18,6 +18,8 @@
 #                       arguments; one target), to reproduce a finding
 #   --selftest          first prove the harness catches each planted bug kind
 #                       (overflow, use after free, ereport, warning, leak, hang)
+#   PAYGW_FUZZ_FLAGS    extra libFuzzer flags, e.g. '-seed=1' or, with --files
+#                       CORPUS_DIR, '-runs=0 -print_coverage=1'
 #
 # Per target it prints executions, exec/s, coverage (cov/ft as libFuzzer
 # counts them), corpus size and findings; crash-/leak-/timeout-/oom- files are
@@ -49,7 +51,7 @@ while (( $# )); do
         --replay) mode=replay; shift ;;
         --selftest) selftest=1; shift ;;
         --files) mode=files; shift; files=("$@"); break ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
         -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
         *) [[ $1 =~ ^[0-9]+$ ]] || { echo "run.sh: not a number of seconds: $1" >&2; exit 2; }
            seconds=$1; shift ;;
@@ -169,6 +171,8 @@ for t in "${targets[@]}"; do
     args=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 -print_final_stats=1
           -detect_leaks=1 "-artifact_prefix=$art/")
     [[ -f $w/dict/$t.dict ]] && args+=("-dict=$w/dict/$t.dict")
+    read -r -a extra <<<"${PAYGW_FUZZ_FLAGS:-}"
+    args+=("${extra[@]}")
     dirs=()
     [[ -d $w/seeds/$t ]] && dirs+=("$w/seeds/$t")
     [[ -d $w/regressions/$t ]] && dirs+=("$w/regressions/$t")
@@ -177,7 +181,7 @@ for t in "${targets[@]}"; do
         replay) args+=(-runs=0 "${dirs[@]}") ;;
         files)
             mkdir -p "$w/files"
-            for f in "${files[@]}"; do cp "$f" "$w/files/"; done
+            for f in "${files[@]}"; do cp -r "$f" "$w/files/"; done
             pg_owner "$w/files"
             for f in "${files[@]}"; do args+=("$w/files/$(basename "$f")"); done ;;
     esac
@@ -212,8 +216,12 @@ for t in "${targets[@]}"; do
         result=FAIL
         failed=1
     fi
+    notes=${tol:+tolerated=$tol}
+    if grep -q 'libFuzzer disabled leak detection' "$log"; then
+        notes+=" leak-detection-disabled-by-libFuzzer"
+    fi
     summary+=("$(printf '%-10s %-5s %12s %8s %6s %7s %7s %6s %8s %s' "$t" "$result" "$execs" "$speed" \
-        "$cov" "$ft" "$corp" "$rss" "$new" "${tol:+tolerated=$tol}")")
+        "$cov" "$ft" "$corp" "$rss" "$new" "$notes")")
     if [[ $result == FAIL ]]; then
         echo "---- $t: exit $rc${problem:+: $problem}"
         grep -E -A3 '==paygw_fuzz== FAILURE|^SUMMARY:' "$log" | head -n 12 || true
