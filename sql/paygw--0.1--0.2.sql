@@ -36,6 +36,8 @@ CREATE INDEX invoices_due ON paygw.invoices (next_check_at)
     WHERE status IN ('pending', 'authorized') AND next_check_at IS NOT NULL;
 REVOKE ALL ON TABLE paygw.invoices FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('paygw.invoices', '');
+-- and its id sequence, or a restore would hand out ids already in use
+SELECT pg_catalog.pg_extension_config_dump('paygw.invoices_id_seq', '');
 
 -- One row per status change, written in the same transaction as the change.
 -- applied = false records a transition the gateways cannot produce, which
@@ -53,6 +55,7 @@ COMMENT ON TABLE paygw.invoice_events IS 'History of invoice status changes';
 CREATE INDEX invoice_events_invoice ON paygw.invoice_events (invoice_id, id);
 REVOKE ALL ON TABLE paygw.invoice_events FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('paygw.invoice_events', '');
+SELECT pg_catalog.pg_extension_config_dump('paygw.invoice_events_id_seq', '');
 
 -- Checks a row (provider, ids, account) and fills in the account when NULL.
 CREATE FUNCTION paygw.invoices_validate()
@@ -164,7 +167,9 @@ DECLARE
     next_at timestamptz;
     outcome text;
 BEGIN
-    SELECT * INTO inv FROM paygw.invoices i WHERE i.id = invoice_id FOR UPDATE;
+    -- a row another session has locked (a paygw_refresh that claimed it
+    -- after our lease ran out) is no longer ours: do not wait for it
+    SELECT * INTO inv FROM paygw.invoices i WHERE i.id = invoice_id FOR UPDATE SKIP LOCKED;
     IF NOT FOUND OR (lease IS NOT NULL AND inv.lease_token IS DISTINCT FROM lease) THEN
         RETURN 'lost';
     END IF;
@@ -184,14 +189,6 @@ BEGIN
     ELSIF new_status = inv.status OR paygw.transition_allowed(inv.status, new_status) THEN
         UPDATE paygw.invoices i
            SET status = new_status, provider_status = apply_check.provider_status,
-               payment_id = COALESCE(i.payment_id, CASE WHEN NOT EXISTS (
-                   SELECT 1 FROM paygw.invoices o
-                    WHERE o.account = i.account AND o.payment_id = apply_check.payment_id)
-                   THEN apply_check.payment_id END),
-               order_id = COALESCE(i.order_id, CASE WHEN NOT EXISTS (
-                   SELECT 1 FROM paygw.invoices o
-                    WHERE o.account = i.account AND o.order_id = apply_check.order_id)
-                   THEN apply_check.order_id END),
                amount = apply_check.amount, currency = apply_check.currency,
                response = apply_check.response,
                check_count = i.check_count + 1, error_count = 0, checked_at = now(),
@@ -200,6 +197,19 @@ BEGIN
                next_check_at = CASE WHEN new_status IN ('pending', 'authorized') THEN next_at END,
                lease_until = NULL, lease_token = NULL
          WHERE i.id = inv.id;
+        -- learn the id the invoice was not tracked by, best effort: an id the
+        -- validation trigger refuses, or one another invoice has, is skipped
+        IF (inv.payment_id IS NULL AND NULLIF(apply_check.payment_id, '') IS NOT NULL)
+           OR (inv.order_id IS NULL AND NULLIF(apply_check.order_id, '') IS NOT NULL) THEN
+            BEGIN
+                UPDATE paygw.invoices i
+                   SET payment_id = COALESCE(i.payment_id, NULLIF(apply_check.payment_id, '')),
+                       order_id = COALESCE(i.order_id, NULLIF(apply_check.order_id, ''))
+                 WHERE i.id = inv.id;
+            EXCEPTION WHEN unique_violation OR SQLSTATE 'PW004' OR SQLSTATE 'PW005' THEN
+                NULL;
+            END;
+        END IF;
         IF new_status = inv.status THEN
             outcome := 'unchanged';
         ELSE

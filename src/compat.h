@@ -22,6 +22,15 @@
 #error "paygw requires PostgreSQL 15 or later"
 #endif
 
+/* PostgreSQL 18 replaced pg_attribute_noreturn() by a pg_noreturn prefix */
+#if PG_VERSION_NUM >= 180000
+#define PAYGW_NORETURN_PREFIX pg_noreturn
+#define PAYGW_NORETURN_SUFFIX
+#else
+#define PAYGW_NORETURN_PREFIX
+#define PAYGW_NORETURN_SUFFIX pg_attribute_noreturn()
+#endif
+
 /* pg_b64_encode/decode take uint8 buffers from PostgreSQL 18 on */
 #if PG_VERSION_NUM >= 180000
 #define paygw_b64_encode(src, len, dst, dstlen) \

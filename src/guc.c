@@ -57,7 +57,7 @@ paygw_guc_init(void)
 							"Largest gateway reply paygw reads.",
 							"A reply is abandoned as soon as it grows past this size.",
 							&paygw_max_response_size,
-							1024 * 1024, 1024, 64 * 1024 * 1024,
+							1024 * 1024, 1024, 16 * 1024 * 1024,
 							PGC_SUSET, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("paygw.ca_file",

@@ -15,6 +15,7 @@
 
 #include "postgres.h"
 
+#include "compat.h"
 #include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
@@ -72,7 +73,7 @@ extern void paygw_error_detail(PaygwError *err, const char *fmt,...) pg_attribut
 extern void paygw_error_hint(PaygwError *err, const char *fmt,...) pg_attribute_printf(2, 3);
 extern int	paygw_error_sqlstate(PaygwErrorCode code);
 extern const char *paygw_error_name(PaygwErrorCode code);
-extern void paygw_raise(const PaygwError *err) pg_attribute_noreturn();
+extern PAYGW_NORETURN_PREFIX void paygw_raise(const PaygwError *err) PAYGW_NORETURN_SUFFIX;
 
 /* Normalized payment status; the order matches paygw.payment_status. */
 typedef enum PaygwStatus

@@ -21,6 +21,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -69,11 +71,18 @@ prepare_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 	return *plan;
 }
 
-/* lease length: the setting, but never shorter than two full calls */
+/*
+ * Lease length for a claim of up to max_invoices: the setting, but never
+ * shorter than it can take to get through them -- in the worst case all
+ * belong to one account and run paygw.max_per_account at a time, each
+ * taking paygw.timeout -- plus one more call.
+ */
 static double
-lease_seconds(void)
+lease_seconds(int max_invoices)
 {
-	return Max((double) paygw_lease_time_s, 2.0 * paygw_timeout_ms / 1000.0);
+	double		rounds = ceil((double) max_invoices / Max(1, paygw_max_per_account));
+
+	return Max((double) paygw_lease_time_s, (rounds + 1) * paygw_timeout_ms / 1000.0);
 }
 
 /*
@@ -107,11 +116,11 @@ paygw_reconcile_claim(MemoryContext parent, int max_invoices, bool lease,
 	else
 	{
 		Oid			types[2] = {INT4OID, FLOAT8OID};
-		Datum		values[2] = {Int32GetDatum(max_invoices), Float8GetDatum(lease_seconds())};
+		Datum		values[2] = {Int32GetDatum(max_invoices), Float8GetDatum(lease_seconds(max_invoices))};
 		char		nulls[2] = {' ', lease ? ' ' : 'n'};
 
 		ret = SPI_execute_plan(prepare_once(&claim_plan,
-											"SELECT * FROM paygw.claim_due($1, make_interval(secs => $2))",
+											"SELECT * FROM paygw.claim_due($1, pg_catalog.make_interval(secs => $2))",
 											2, types),
 							   values, nulls, false, 0);
 	}
@@ -185,6 +194,57 @@ text_datum(const char *s, char *null)
 }
 
 /*
+ * Run the prepared paygw.apply_check call in a subtransaction.  Returns its
+ * outcome (in the item's context), or NULL after reporting a WARNING when it
+ * raised an error.  Query cancel and shutdown are re-thrown.
+ */
+static char *
+apply_outcome(SPIPlanPtr plan, Datum *values, char *nulls, PaygwItem *item,
+			  ResourceOwner oldowner)
+{
+	char	   *volatile outcome = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(item->cxt);
+	PG_TRY();
+	{
+		int			ret = SPI_execute_plan(plan, values, nulls, false, 1);
+		bool		isnull;
+		Datum		d;
+
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "paygw.apply_check failed: %s", SPI_result_code_string(ret));
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		outcome = isnull ? NULL : MemoryContextStrdup(item->cxt, TextDatumGetCString(d));
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(item->cxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(item->cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(item->cxt);
+		CurrentResourceOwner = oldowner;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(edata);
+		ereport(WARNING,
+				errmsg("could not record the check of invoice %lld: %s",
+					   (long long) item->invoice_id, edata->message),
+				errdetail("The invoice will be checked again later."));
+		FreeErrorData(edata);
+		outcome = NULL;
+	}
+	PG_END_TRY();
+	return outcome;
+}
+
+/*
  * Apply the outcome of each item's check (its response must be complete, or
  * it was never prepared).  Must run in a transaction.  The items are left
  * for the caller to free.
@@ -213,7 +273,7 @@ paygw_reconcile_apply(PaygwItem **items, int n, PaygwApplyStats *stats)
 		bool		ok;
 		Datum		values[14];
 		char		nulls[14];
-		char	   *volatile outcome = NULL;
+		char	   *outcome;
 
 		MemoryContextSwitchTo(item->cxt);
 		if (item->prepared)
@@ -261,60 +321,43 @@ paygw_reconcile_apply(PaygwItem **items, int n, PaygwApplyStats *stats)
 		values[12] = Float8GetDatum((double) paygw_backoff_max_s);
 		values[13] = Float8GetDatum((double) paygw_give_up_after_s);
 
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(item->cxt);
-		PG_TRY();
+		outcome = apply_outcome(plan, values, nulls, item, oldowner);
+		if (outcome == NULL)
 		{
-			int			ret = SPI_execute_plan(plan, values, nulls, false, 1);
-			bool		isnull;
-			Datum		d;
-
-			if (ret != SPI_OK_SELECT || SPI_processed != 1)
-				elog(ERROR, "paygw.apply_check failed: %s", SPI_result_code_string(ret));
-			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-			outcome = isnull ? NULL : MemoryContextStrdup(item->cxt, TextDatumGetCString(d));
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(item->cxt);
-			CurrentResourceOwner = oldowner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(item->cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(item->cxt);
-			CurrentResourceOwner = oldowner;
-			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-				edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
-				ReThrowError(edata);
-			ereport(WARNING,
-					errmsg("could not record the check of invoice %lld: %s",
-						   (long long) item->invoice_id, edata->message),
-					errdetail("The invoice will be checked again later."));
-			FreeErrorData(edata);
+			/*
+			 * The outcome cannot be written (see the WARNING).  Record that
+			 * as an error instead, so the invoice is rescheduled and its
+			 * lease released rather than claimed again at once, forever.
+			 */
+			for (int k = 2; k <= 8; k++)
+				nulls[k] = 'n';
+			values[9] = text_datum("XX000", &nulls[9]);
+			values[10] = text_datum("the outcome of the check could not be recorded; see the server log",
+									&nulls[10]);
+			if (apply_outcome(plan, values, nulls, item, oldowner) == NULL)
+				ereport(WARNING,
+						errmsg("could not record the failure to check invoice %lld either",
+							   (long long) item->invoice_id));
 			stats->failed++;
 		}
-		PG_END_TRY();
 
+		/* last_outcome points at a constant: the item's memory goes soon */
 		stats->checked++;
-		stats->last_outcome = outcome ? outcome : "failed";
+		stats->last_outcome = "failed";
 		if (outcome == NULL)
 			continue;
 		if (strcmp(outcome, "changed") == 0)
-			stats->changed++;
+			stats->changed++, stats->last_outcome = "changed";
 		else if (strcmp(outcome, "unchanged") == 0)
-			stats->unchanged++;
+			stats->unchanged++, stats->last_outcome = "unchanged";
 		else if (strcmp(outcome, "anomaly") == 0)
-			stats->anomalies++;
+			stats->anomalies++, stats->last_outcome = "anomaly";
 		else if (strcmp(outcome, "error") == 0)
-			stats->errors++;
+			stats->errors++, stats->last_outcome = "error";
 		else if (strcmp(outcome, "gave_up") == 0)
-			stats->gave_up++;
+			stats->gave_up++, stats->last_outcome = "gave_up";
 		else if (strcmp(outcome, "lost") == 0)
-			stats->lost++;
+			stats->lost++, stats->last_outcome = "lost";
 	}
 
 	SPI_finish();

@@ -211,6 +211,28 @@ tuple_text(HeapTuple tuple, TupleDesc desc, const char *column)
 }
 
 /*
+ * A secret column of a trigger tuple, or NULL: like tuple_text(), but a
+ * decompressed or fetched intermediate copy is wiped.  (The tuple itself
+ * belongs to the executor and is left alone.)
+ */
+static char *
+tuple_secret(HeapTuple tuple, TupleDesc desc, const char *column)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tuple, SPI_fnumber(desc, column), desc, &isnull);
+	text	   *t;
+	char	   *s;
+
+	if (isnull)
+		return NULL;
+	t = DatumGetTextPP(d);
+	s = text_to_cstring(t);
+	if ((Pointer) t != DatumGetPointer(d))
+		paygw_wipe(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+	return s;
+}
+
+/*
  * The row a row-level trigger works on (the new row for UPDATE), after
  * checking how it was called; *desc is the table's descriptor.
  */
@@ -297,8 +319,8 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 		old_name = tuple_text(trigdata->tg_trigtuple, desc, "name");
 	provider = tuple_text(tuple, desc, "provider");
 	acct->merchant_id = tuple_text(tuple, desc, "merchant_id");
-	stored_secret = tuple_text(tuple, desc, "secret");
-	stored_password = tuple_text(tuple, desc, "secret_password");
+	stored_secret = tuple_secret(tuple, desc, "secret");
+	stored_password = tuple_secret(tuple, desc, "secret_password");
 	acct->base_url = tuple_text(tuple, desc, "base_url");
 	acct->name = name;
 	options_att = SPI_fnumber(desc, "options");
@@ -372,6 +394,12 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 
 	MemoryContextSwitchTo(oldcxt);
 	tuple = heap_modify_tuple_by_cols(tuple, desc, ncols, cols, values, nulls);
+	/* without a keyring the stored values are the plaintexts: wipe our copies */
+	paygw_wipe_string(sealed_secret);
+	paygw_wipe_string(sealed_password);
+	paygw_wipe(VARDATA(DatumGetPointer(values[0])), VARSIZE(DatumGetPointer(values[0])) - VARHDRSZ);
+	if (!nulls[1])
+		paygw_wipe(VARDATA(DatumGetPointer(values[1])), VARSIZE(DatumGetPointer(values[1])) - VARHDRSZ);
 	MemoryContextDelete(callcxt);
 	return PointerGetDatum(tuple);
 }

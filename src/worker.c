@@ -86,6 +86,7 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_registered = false;
 static bool wake_pending = false;
+static TimestampTz wake_soonest;	/* earliest next_check_at written */
 
 static void
 paygw_shmem_request(void)
@@ -140,9 +141,10 @@ paygw_worker_register(void)
 }
 
 /*
- * XactCallback, registered once per backend: when a transaction that
- * inserted invoices commits, set the worker's latch.  (Not unregistered from
- * inside the callback: the callback list is being walked.)
+ * XactCallback, registered once per backend: when a transaction commits that
+ * wrote an invoice due sooner than the worker plans to look -- compared at
+ * commit, when the worker can see the row -- set the worker's latch.  (Not
+ * unregistered from inside the callback: the list is being walked.)
  */
 static void
 wake_at_commit(XactEvent event, void *arg)
@@ -152,44 +154,39 @@ wake_at_commit(XactEvent event, void *arg)
 		return;
 	if (event == XACT_EVENT_COMMIT)
 	{
-		Latch	   *latch;
+		Latch	   *latch = NULL;
 
 		SpinLockAcquire(&shared->mutex);
-		latch = shared->running ? shared->latch : NULL;
+		if (shared->running && shared->pid != MyProcPid &&
+			(shared->wake_at == 0 || wake_soonest < shared->wake_at))
+			latch = shared->latch;
 		SpinLockRelease(&shared->mutex);
 		if (latch != NULL)
 			SetLatch(latch);
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
 		wake_pending = false;
 }
 
 /*
- * Arrange for the worker to be woken when the current transaction commits,
- * if next_check_at is sooner than it plans to look (or it is awake, when it
- * might just be deciding).  A no-op when the worker is not loaded, and in
- * the worker itself, which knows its own schedule.
+ * Note that the current transaction wrote an invoice due at next_check_at;
+ * the worker is woken at commit if that is sooner than it plans to look.
+ * A no-op when the worker is not loaded.
  */
 void
 paygw_wake_worker_at_commit(TimestampTz next_check_at)
 {
-	TimestampTz wake_at;
-	pid_t		pid;
-
 	if (shared == NULL)
-		return;
-	SpinLockAcquire(&shared->mutex);
-	wake_at = shared->wake_at;
-	pid = shared->pid;
-	SpinLockRelease(&shared->mutex);
-	if (pid == MyProcPid || (wake_at != 0 && next_check_at >= wake_at))
 		return;
 	if (!wake_registered)
 	{
 		RegisterXactCallback(wake_at_commit, NULL);
 		wake_registered = true;
 	}
+	if (!wake_pending || next_check_at < wake_soonest)
+		wake_soonest = next_check_at;
 	wake_pending = true;
 }
 
@@ -244,6 +241,7 @@ claim_batch(MemoryContext itemcxt, PaygwHttpPool *pool, PaygwItem **items, int m
 	n = paygw_reconcile_claim(itemcxt, max, true, 0, items);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	pgstat_report_stat(false);
 	MemoryContextSwitchTo(oldcxt);
 
 	/* requests go out only once the leases are committed */
@@ -254,7 +252,8 @@ claim_batch(MemoryContext itemcxt, PaygwHttpPool *pool, PaygwItem **items, int m
 }
 
 /*
- * Milliseconds until the next open invoice falls due, at most naptime.
+ * Milliseconds until the next open invoice falls due (or its lease ends), at
+ * most naptime.
  * Runs a short transaction.
  */
 static long
@@ -267,16 +266,23 @@ sleep_time(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT ceil(extract(epoch FROM min(next_check_at) - now()) * 1000)::bigint"
-					" FROM paygw.invoices WHERE status IN ('pending', 'authorized')"
-					" AND next_check_at IS NOT NULL AND isfinite(next_check_at)",
+	if (SPI_execute("SELECT pg_catalog.ceil(pg_catalog.date_part('epoch',"
+					" pg_catalog.min(GREATEST(next_check_at, COALESCE(lease_until, next_check_at)))"
+					" OPERATOR(pg_catalog.-) pg_catalog.now()) * 1000)::pg_catalog.int8"
+					" FROM paygw.invoices WHERE status OPERATOR(pg_catalog.=) ANY"
+					" ('{pending,authorized}'::paygw.payment_status[])"
+					" AND next_check_at IS NOT NULL AND pg_catalog.isfinite(next_check_at)",
 					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
 	{
 		bool		isnull;
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
+		/*
+		 * Due already but not claimed: leased elsewhere or locked by a
+		 * paygw_refresh transaction.  Look again in a second, not at once.
+		 */
 		if (!isnull)
-			ms = Max(10L, Min(ms, (long) DatumGetInt64(d)));
+			ms = DatumGetInt64(d) <= 0 ? Min(ms, 1000L) : Max(10L, Min(ms, (long) DatumGetInt64(d)));
 	}
 	SPI_finish();
 	PopActiveSnapshot();
@@ -299,6 +305,7 @@ apply_batch(PaygwItem **items, int n)
 	paygw_reconcile_apply(items, n, &stats);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	pgstat_report_stat(false);	/* so autovacuum sees the worker's updates */
 	MemoryContextSwitchTo(oldcxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
@@ -364,6 +371,12 @@ paygw_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(paygw_database, NULL, 0);
 	pgstat_report_appname("paygw worker");
 
+	/*
+	 * The worker runs as the bootstrap superuser in a database whose owner
+	 * may set its search_path: never resolve a name through it.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+
 	SpinLockAcquire(&shared->mutex);
 	shared->running = true;
 	shared->pid = MyProcPid;
@@ -400,7 +413,10 @@ paygw_worker_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		/* a new pool when the limits changed and the old one is empty */
+		/*
+		 * A new pool when the limits changed and the old one is empty (no
+		 * new claims are made meanwhile, so it drains).
+		 */
 		pending = paygw_http_pool_pending(pool);
 		if (pending == 0 && nready == 0 &&
 			(concurrency != paygw_max_concurrency || per_account != paygw_max_per_account))
@@ -432,7 +448,8 @@ paygw_worker_main(Datum main_arg)
 		 * are queued or running, so a finished request's slot is refilled
 		 * from the queue at once.  (Leases cover queued work too.)
 		 */
-		if (pending < 2 * concurrency && nready < capacity - 3 * concurrency)
+		if (pending < 2 * concurrency && nready < capacity - 3 * concurrency &&
+			concurrency == paygw_max_concurrency && per_account == paygw_max_per_account)
 		{
 			int			want = Min(paygw_batch_size, 3 * concurrency - pending);
 			int			n;
