@@ -88,6 +88,7 @@ w=$PAYGW_WORKDIR
 mkdir -p "$w/lib" "$w/seeds"
 cp "$build/paygw_fuzz.so" "$build/asan_initfirst.so" "$w/lib/"
 cp -r "$here/dict" "$w/dict"
+cp "$here/lsan.supp" "$w/lsan.supp"
 for t in "${targets[@]}"; do
     [[ -d $here/corpus/$t ]] && cp -r "$here/corpus/$t" "$w/seeds/$t"
     [[ -d $here/regressions/$t ]] && [[ -n $(ls -A "$here/regressions/$t") ]] &&
@@ -105,11 +106,13 @@ paygw_as_pg "$PG_BINDIR/initdb" -D "$w/data" -U postgres -A trust -E UTF8 --loca
 # Run SQL in a single-user backend with ASan preloaded.  ASan first (it must
 # be), then asan_initfirst.so (see asan_initfirst.c).  Leak checks happen per
 # input (libFuzzer's -detect_leaks): not at exit, where PostgreSQL's
-# intentionally unfreed memory would be reported.
+# intentionally unfreed memory would be reported; lsan.supp names the two
+# startup allocations of postgres itself that are unreachable.
 single() {   # single DB SQL  (killed after $limit seconds: a harness hang)
     printf '%s\n' "$2" | paygw_as_pg timeout -k 10 "${limit:-600}" env \
         LD_PRELOAD="$ASAN_RT $w/lib/asan_initfirst.so" \
         ASAN_OPTIONS="detect_leaks=1:leak_check_at_exit=0:abort_on_error=1:symbolize=1:detect_stack_use_after_return=0" \
+        LSAN_OPTIONS="suppressions=$w/lsan.supp:print_suppressions=0" \
         ASAN_SYMBOLIZER_PATH="$SYMBOLIZER" \
         PAYGW_FUZZ_TOLERATE="$tolerate" \
         "$PG_BINDIR/postgres" --single -D "$w/data" -F -c unix_socket_directories="$w" \
