@@ -28,15 +28,9 @@ paygw_call_prepare(PaygwCall *call, const char *provider, const char *id,
 	char	   *wire_id;
 
 	memset(call, 0, sizeof(PaygwCall));
-	if (provider == NULL)
-		return paygw_set_error(err, PAYGW_ERR_UNKNOWN_PROVIDER, "provider must not be null");
-	call->provider = paygw_provider_find(provider);
+	call->provider = paygw_provider_lookup(provider, err);
 	if (call->provider == NULL)
-	{
-		paygw_set_error(err, PAYGW_ERR_UNKNOWN_PROVIDER, "unknown payment provider \"%s\"", provider);
-		paygw_error_hint(err, "Supported providers: %s.", paygw_provider_names());
 		return false;
-	}
 	if (id == NULL)
 		return paygw_set_error(err, PAYGW_ERR_INVALID_ID, "%s %s must not be null",
 							   call->provider->name,

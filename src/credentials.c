@@ -64,21 +64,34 @@ copy_text(HeapTuple tuple, TupleDesc desc, int col, MemoryContext cxt, bool wipe
 	return s;
 }
 
-static SPIPlanPtr
-prepare_once(SPIPlanPtr *plan, const char *sql)
+/*
+ * *plan, prepared from sql (with nargs arguments of argtypes) and kept for
+ * the life of the backend on first use.  Inside an SPI connection.
+ */
+SPIPlanPtr
+paygw_spi_prepare_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
 	if (*plan == NULL)
 	{
-		Oid			argtypes[1] = {TEXTOID};
-		SPIPlanPtr	p = SPI_prepare(sql, 1, argtypes);
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
 
 		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
 		if (SPI_keepplan(p) != 0)
 			elog(ERROR, "SPI_keepplan failed");
 		*plan = p;
 	}
 	return *plan;
+}
+
+/* The same for a statement with one text argument. */
+static SPIPlanPtr
+prepare_once(SPIPlanPtr *plan, const char *sql)
+{
+	Oid			argtypes[1] = {TEXTOID};
+
+	return paygw_spi_prepare_once(plan, sql, 1, argtypes);
 }
 
 /*
@@ -233,12 +246,9 @@ lookup_account(const PaygwProvider *prov, const char *name,
 	}
 
 	provider = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	*prov_out = prov ? prov : paygw_provider_find(provider);
+	*prov_out = prov ? prov : paygw_provider_lookup(provider, err);
 	if (*prov_out == NULL)
-	{
-		paygw_set_error(err, PAYGW_ERR_UNKNOWN_PROVIDER, "unknown payment provider \"%s\"", provider);
 		return NULL;
-	}
 	if (strcmp(provider, (*prov_out)->name) != 0)
 	{
 		paygw_set_error(err, PAYGW_ERR_UNKNOWN_ACCOUNT,

@@ -10,6 +10,10 @@
 
 #include "providers/provider.h"
 
+#include "executor/spi.h"
+
+extern SPIPlanPtr paygw_spi_prepare_once(SPIPlanPtr *plan, const char *sql,
+										 int nargs, Oid *argtypes);
 extern PaygwAccount *paygw_account_fetch(const PaygwProvider *prov,
 										 const char *name, PaygwError *err);
 extern char *paygw_account_resolve(const PaygwProvider *prov,

@@ -30,6 +30,7 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
+#include "credentials.h"
 #include "reconcile.h"
 
 static SPIPlanPtr claim_plan = NULL;
@@ -52,23 +53,6 @@ account_group(const char *account)
 		group_names = repalloc(group_names, sizeof(char *) * (group_count + 64));
 	group_names[group_count] = MemoryContextStrdup(TopMemoryContext, account);
 	return group_count++;
-}
-
-static SPIPlanPtr
-prepare_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(p) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*plan = p;
-	}
-	return *plan;
 }
 
 /*
@@ -109,7 +93,7 @@ paygw_reconcile_claim(MemoryContext parent, int max_invoices, bool lease,
 		Oid			types[1] = {INT8OID};
 		Datum		values[1] = {Int64GetDatum(invoice_id)};
 
-		ret = SPI_execute_plan(prepare_once(&claim_one_plan,
+		ret = SPI_execute_plan(paygw_spi_prepare_once(&claim_one_plan,
 											"SELECT * FROM paygw.claim_one($1)", 1, types),
 							   values, NULL, false, 0);
 	}
@@ -119,7 +103,7 @@ paygw_reconcile_claim(MemoryContext parent, int max_invoices, bool lease,
 		Datum		values[2] = {Int32GetDatum(max_invoices), Float8GetDatum(lease_seconds(max_invoices))};
 		char		nulls[2] = {' ', lease ? ' ' : 'n'};
 
-		ret = SPI_execute_plan(prepare_once(&claim_plan,
+		ret = SPI_execute_plan(paygw_spi_prepare_once(&claim_plan,
 											"SELECT * FROM paygw.claim_due($1, pg_catalog.make_interval(secs => $2))",
 											2, types),
 							   values, nulls, false, 0);
@@ -260,7 +244,7 @@ paygw_reconcile_apply(PaygwItem **items, int n, PaygwApplyStats *stats)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	plan = prepare_once(&apply_plan,
+	plan = paygw_spi_prepare_once(&apply_plan,
 						"SELECT paygw.apply_check($1, $2, $3::paygw.payment_status, $4, $5, $6,"
 						" $7, $8, $9, $10, $11, $12, $13, $14)",
 						14, types);

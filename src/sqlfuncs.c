@@ -328,16 +328,8 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 
 	if (name == NULL || name[0] == '\0')
 		paygw_set_error(&err, PAYGW_ERR_INVALID_CREDENTIAL, "credential name must not be empty");
-	else if (provider == NULL)
-	{
-		paygw_set_error(&err, PAYGW_ERR_UNKNOWN_PROVIDER, "provider must not be null");
-		paygw_error_hint(&err, "Supported providers: %s.", paygw_provider_names());
-	}
-	else if ((acct->provider = paygw_provider_find(provider)) == NULL)
-	{
-		paygw_set_error(&err, PAYGW_ERR_UNKNOWN_PROVIDER, "unknown payment provider \"%s\"", provider);
-		paygw_error_hint(&err, "Supported providers: %s.", paygw_provider_names());
-	}
+	else if ((acct->provider = paygw_provider_lookup(provider, &err)) == NULL)
+		;						/* err is set */
 	else if (acct->merchant_id == NULL || acct->merchant_id[0] == '\0')
 		paygw_set_error(&err, PAYGW_ERR_INVALID_CREDENTIAL, "merchant_id must not be empty");
 	else if (stored_secret == NULL || stored_secret[0] == '\0')
@@ -504,21 +496,11 @@ invoice_ids(const PaygwProvider *prov, char **payment_id, char **order_id)
 static const PaygwProvider *
 provider_or_raise(const char *name)
 {
-	const PaygwProvider *prov;
 	PaygwError	err;
+	const PaygwProvider *prov = paygw_provider_lookup(name, &err);
 
-	if (name == NULL)
-	{
-		paygw_set_error(&err, PAYGW_ERR_UNKNOWN_PROVIDER, "provider must not be null");
-		paygw_raise(&err);
-	}
-	prov = paygw_provider_find(name);
 	if (prov == NULL)
-	{
-		paygw_set_error(&err, PAYGW_ERR_UNKNOWN_PROVIDER, "unknown payment provider \"%s\"", name);
-		paygw_error_hint(&err, "Supported providers: %s.", paygw_provider_names());
 		paygw_raise(&err);
-	}
 	return prov;
 }
 

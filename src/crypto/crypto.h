@@ -31,6 +31,8 @@ extern bool paygw_digest(PaygwDigest alg, const void *data, size_t len,
 extern bool paygw_hmac_sha256(const void *key, size_t keylen,
 							  const void *msg, size_t msglen,
 							  uint8 *out, PaygwError *err);
+extern char *paygw_hmac_sha256_text(const char *key, const void *msg,
+									size_t msglen, bool hex, PaygwError *err);
 
 /* encode.c */
 extern char *paygw_base64(const void *data, size_t len);

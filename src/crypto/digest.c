@@ -68,6 +68,24 @@ paygw_digest(PaygwDigest alg, const void *data, size_t len, uint8 *out,
 }
 
 /*
+ * HMAC-SHA256 of msg under the NUL-terminated key, as text: base64, or
+ * lower-case hex when hex is true (palloc'd).  The raw MAC is wiped.
+ */
+char *
+paygw_hmac_sha256_text(const char *key, const void *msg, size_t msglen,
+					   bool hex, PaygwError *err)
+{
+	uint8		mac[32];
+	char	   *text;
+
+	if (!paygw_hmac_sha256(key, strlen(key), msg, msglen, mac, err))
+		return NULL;
+	text = hex ? paygw_hex(mac, sizeof(mac)) : paygw_base64(mac, sizeof(mac));
+	paygw_wipe(mac, sizeof(mac));
+	return text;
+}
+
+/*
  * Raw HMAC-SHA256 of msg under key into out (32 bytes).
  */
 bool

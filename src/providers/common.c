@@ -33,6 +33,25 @@ paygw_provider_find(const char *name)
 	return NULL;
 }
 
+/*
+ * The provider named name, or NULL with err filled: a NULL name, or one no
+ * provider has (the hint lists those there are).
+ */
+const PaygwProvider *
+paygw_provider_lookup(const char *name, PaygwError *err)
+{
+	const PaygwProvider *prov = name ? paygw_provider_find(name) : NULL;
+
+	if (prov != NULL)
+		return prov;
+	if (name == NULL)
+		paygw_set_error(err, PAYGW_ERR_UNKNOWN_PROVIDER, "provider must not be null");
+	else
+		paygw_set_error(err, PAYGW_ERR_UNKNOWN_PROVIDER, "unknown payment provider \"%s\"", name);
+	paygw_error_hint(err, "Supported providers: %s.", paygw_provider_names());
+	return NULL;
+}
+
 /* "okepay, obmenka, alikassa, morune", palloc'd, for hints. */
 char *
 paygw_provider_names(void)

@@ -60,14 +60,7 @@ static char *
 morune_sign(PaygwAccount *account, const char *message, size_t len,
 			PaygwError *err)
 {
-	uint8		mac[32];
-	char	   *signature;
-
-	if (!paygw_hmac_sha256(account->secret, strlen(account->secret), message, len, mac, err))
-		return NULL;
-	signature = paygw_hex(mac, sizeof(mac));
-	paygw_wipe(mac, sizeof(mac));
-	return signature;
+	return paygw_hmac_sha256_text(account->secret, message, len, true, err);
 }
 
 /* invoice ids are UUIDs: lower case */

@@ -74,14 +74,7 @@ static char *
 okepay_sign(PaygwAccount *account, const char *message, size_t len,
 			PaygwError *err)
 {
-	uint8		mac[32];
-	char	   *signature;
-
-	if (!paygw_hmac_sha256(account->secret, strlen(account->secret), message, len, mac, err))
-		return NULL;
-	signature = paygw_base64(mac, sizeof(mac));
-	paygw_wipe(mac, sizeof(mac));
-	return signature;
+	return paygw_hmac_sha256_text(account->secret, message, len, false, err);
 }
 
 /* gateway ids are integers: no leading zeros */

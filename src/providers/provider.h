@@ -63,6 +63,7 @@ extern const PaygwProvider paygw_morune;
 extern const PaygwProvider *const paygw_providers[];
 extern const int paygw_provider_count;
 extern const PaygwProvider *paygw_provider_find(const char *name);
+extern const PaygwProvider *paygw_provider_lookup(const char *name, PaygwError *err);
 extern char *paygw_provider_names(void);
 
 /* common.c: helpers shared by the providers */
