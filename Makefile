@@ -3,7 +3,8 @@
 
 EXTENSION = paygw
 MODULE_big = paygw
-DATA = sql/paygw--0.1.sql sql/paygw--0.1--0.2.sql sql/paygw--0.2--0.3.sql
+DATA = sql/paygw--0.1.sql sql/paygw--0.1--0.2.sql sql/paygw--0.2--0.3.sql \
+	sql/paygw--0.3--0.4.sql
 PGFILEDESC = "paygw - signed payment-gateway status checks"
 
 OBJS = \
@@ -42,7 +43,7 @@ SHLIB_LINK = $(shell $(PKG_CONFIG) --libs libcurl openssl)
 
 EXTRA_CLEAN = results regression.diffs regression.out
 
-PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
+PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 

@@ -19,7 +19,7 @@
 #include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
-#define PAYGW_VERSION "0.1"
+#define PAYGW_VERSION "0.4"
 
 /*
  * Error classes.  Each has its own SQLSTATE in class "PW" (see errors.c and
