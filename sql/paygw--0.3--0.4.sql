@@ -3,3 +3,258 @@
  * session's lock, set-based application of a batch of outcomes */
 
 \echo Use "ALTER EXTENSION paygw UPDATE TO '0.4'" to load this file. \quit
+
+-- Each start of the background worker takes a number from this sequence
+-- (its run) and leases invoices with it: a lease whose run is not the
+-- current worker's belongs to a worker that is gone (terminated, crashed,
+-- or the old primary after a failover), and the current worker takes the
+-- row over at once instead of waiting for lease_until.
+CREATE SEQUENCE paygw.worker_runs;
+REVOKE ALL ON SEQUENCE paygw.worker_runs FROM PUBLIC;
+COMMENT ON SEQUENCE paygw.worker_runs IS
+    'One number per start of the reconciliation worker; invoices.lease_token holds it';
+
+-- Claim up to max_invoices due invoices.  run NULL (paygw_refresh): the rows
+-- stay locked until the caller's transaction ends, no lease is written, and
+-- rows leased by a worker are skipped until the lease ends.  run not NULL
+-- (the worker): the rows are leased with lease_token = run, so the caller can
+-- commit and work without a transaction open; rows leased by another run are
+-- taken over at once.  FOR NO KEY UPDATE: a foreign key pointing at an
+-- invoice (FOR KEY SHARE) does not keep it from being claimed.  SKIP LOCKED:
+-- concurrent callers never get the same row, and a row another session
+-- holds is claimed on a later pass.
+CREATE FUNCTION paygw.claim_due(max_invoices integer, lease interval, run bigint)
+RETURNS TABLE (id bigint, provider text, account text, payment_id text,
+               order_id text, lease_token bigint)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH due AS (
+        SELECT i.id
+          FROM paygw.invoices i
+         WHERE i.next_check_at <= now()
+           AND i.status IN ('pending', 'authorized')
+           AND (i.lease_until IS NULL OR i.lease_until < now()
+                OR (run IS NOT NULL AND i.lease_token IS DISTINCT FROM run))
+         ORDER BY i.next_check_at
+         LIMIT max_invoices
+           FOR NO KEY UPDATE SKIP LOCKED
+    )
+    UPDATE paygw.invoices i
+       SET lease_until = CASE WHEN run IS NULL THEN NULL ELSE now() + lease END,
+           lease_token = run
+      FROM due
+     WHERE i.id = due.id
+    RETURNING i.id, i.provider, i.account, i.payment_id, i.order_id, i.lease_token
+$$;
+REVOKE ALL ON FUNCTION paygw.claim_due(integer, interval, bigint) FROM PUBLIC;
+
+-- The 0.3 form, kept for callers of the old signature: claims without a
+-- lease (as paygw_refresh does) whatever lease is given.
+CREATE OR REPLACE FUNCTION paygw.claim_due(max_invoices integer, lease interval)
+RETURNS TABLE (id bigint, provider text, account text, payment_id text,
+               order_id text, lease_token bigint)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM paygw.claim_due(max_invoices, lease, NULL::bigint)
+$$;
+
+-- Claim one invoice whatever its status or schedule (paygw_check_invoice);
+-- nothing when a worker holds its lease or another session holds the row.
+CREATE OR REPLACE FUNCTION paygw.claim_one(invoice_id bigint)
+RETURNS TABLE (id bigint, provider text, account text, payment_id text,
+               order_id text, lease_token bigint)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.id, i.provider, i.account, i.payment_id, i.order_id, NULL::bigint
+      FROM paygw.invoices i
+     WHERE i.id = invoice_id
+       AND (i.lease_until IS NULL OR i.lease_until < now())
+       FOR NO KEY UPDATE SKIP LOCKED
+$$;
+
+-- Give back the leases of claimed invoices whose check was never made (the
+-- worker is stopping).  Rows another session holds right now keep their
+-- lease; the next worker run takes them over at once.
+CREATE FUNCTION paygw.release_leases(ids bigint[], run bigint)
+RETURNS integer
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH mine AS (
+        SELECT i.id FROM paygw.invoices i
+         WHERE i.id = ANY (ids) AND i.lease_token = run
+           FOR NO KEY UPDATE SKIP LOCKED
+    ), released AS (
+        UPDATE paygw.invoices i SET lease_until = NULL, lease_token = NULL
+          FROM mine WHERE i.id = mine.id
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM released
+$$;
+REVOKE ALL ON FUNCTION paygw.release_leases(bigint[], bigint) FROM PUBLIC;
+
+-- Inlinable from now on (a STRICT SQL function is called, and parsed, once
+-- per row); NULL input still gives false through the ELSE branch.
+ALTER FUNCTION paygw.transition_allowed(paygw.payment_status, paygw.payment_status)
+    CALLED ON NULL INPUT;
+
+-- Apply the outcomes of a batch of checks in one statement.  The caller has
+-- locked every row (FOR NO KEY UPDATE) in its transaction first, so each row
+-- read here is the current one and nobody changes it meanwhile.  Arrays are
+-- parallel, one element per invoice; error_codes[k] not NULL means the check
+-- failed (errors are data: last_error, check_count, a later next_check_at).
+-- Returns one row per invoice: its outcome -- changed, unchanged, anomaly,
+-- error, gave_up, or lost (the lease passed to another run or session,
+-- nothing written) -- the statuses before and after, and learn = true when
+-- the reply named an id the row does not have yet (the caller fills it in,
+-- best effort, in a subtransaction of its own).
+--
+-- Notification payloads stay far below NOTIFY's 8000-byte limit whatever a
+-- gateway returns: every text field in them is cut to 200 characters (the
+-- row keeps the whole value).
+CREATE FUNCTION paygw.apply_checks(
+    ids bigint[], leases bigint[],
+    new_statuses paygw.payment_status[], provider_statuses text[],
+    payment_ids text[], order_ids text[], amounts numeric[], currencies text[],
+    responses jsonb[], error_codes text[], errors text[],
+    backoff_initial float8, backoff_max float8, give_up_after float8)
+RETURNS TABLE (invoice_id bigint, outcome text, old_status paygw.payment_status,
+               new_status paygw.payment_status, provider_status text, learn boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH u AS (
+        SELECT *
+          FROM unnest(ids, leases, new_statuses, provider_statuses, payment_ids,
+                      order_ids, amounts, currencies, responses, error_codes, errors)
+               AS u(id, lease, new_status, provider_status, payment_id, order_id,
+                    amount, currency, response, error_code, error)
+    ), c AS (
+        SELECT u.*, i.status AS old_status, i.provider, i.account,
+               i.payment_id AS have_payment, i.order_id AS have_order,
+               CASE WHEN u.lease IS NOT NULL AND i.lease_token IS DISTINCT FROM u.lease THEN 'lost'
+                    WHEN u.error_code IS NOT NULL THEN 'error'
+                    WHEN u.new_status = i.status THEN 'unchanged'
+                    WHEN paygw.transition_allowed(i.status, u.new_status) THEN 'changed'
+                    ELSE 'anomaly' END AS kind,
+               -- exponential backoff with +-20% jitter
+               now() + make_interval(secs => least(backoff_max,
+                        backoff_initial * power(2, least(i.check_count, 40)))
+                        * (0.8 + 0.4 * random())) AS next_at,
+               i.created_at + make_interval(secs => give_up_after) <= now() AS too_old
+          FROM u JOIN paygw.invoices i ON i.id = u.id
+    ), r AS (
+        -- the status each row ends with, and whether it is still polled
+        SELECT c.*, CASE WHEN c.kind = 'changed' THEN c.new_status ELSE c.old_status END AS final,
+               (CASE WHEN c.kind = 'changed' THEN c.new_status ELSE c.old_status END)
+                   IN ('pending', 'authorized') AS open
+          FROM c
+    ), upd AS (
+        UPDATE paygw.invoices i
+           SET status = r.final,
+               provider_status = CASE WHEN r.kind IN ('changed', 'unchanged') THEN r.provider_status
+                                      ELSE i.provider_status END,
+               amount = CASE WHEN r.kind IN ('changed', 'unchanged') THEN r.amount ELSE i.amount END,
+               currency = CASE WHEN r.kind IN ('changed', 'unchanged') THEN r.currency ELSE i.currency END,
+               response = CASE WHEN r.kind IN ('changed', 'unchanged') THEN r.response ELSE i.response END,
+               check_count = i.check_count + 1,
+               error_count = CASE WHEN r.kind = 'error' THEN i.error_count + 1
+                                  WHEN r.kind = 'anomaly' THEN i.error_count ELSE 0 END,
+               checked_at = now(),
+               last_error = CASE r.kind
+                   WHEN 'error' THEN r.error
+                   WHEN 'anomaly' THEN format('gateway reported %s (%s) while %s; not applied',
+                                              r.new_status, r.provider_status, r.old_status)
+                   END,
+               last_error_code = CASE r.kind WHEN 'error' THEN r.error_code
+                                             WHEN 'anomaly' THEN 'anomaly' END,
+               updated_at = CASE WHEN r.kind = 'changed' THEN now() ELSE i.updated_at END,
+               next_check_at = CASE WHEN r.open AND NOT r.too_old THEN r.next_at END,
+               gave_up_at = CASE WHEN r.open AND r.too_old THEN now() ELSE i.gave_up_at END,
+               lease_until = NULL, lease_token = NULL
+          FROM r
+         WHERE i.id = r.id AND r.kind <> 'lost'
+    ), ev AS (
+        INSERT INTO paygw.invoice_events (invoice_id, old_status, new_status, provider_status, applied)
+        SELECT r.id, r.old_status, r.new_status, r.provider_status, r.kind = 'changed'
+          FROM r WHERE r.kind IN ('changed', 'anomaly')
+         ORDER BY r.id
+    ), nt AS (
+        -- one notification per applied change, sent at commit
+        SELECT pg_notify('paygw_status', json_build_object(
+                   'invoice_id', r.id,
+                   'provider', left(r.provider, 200), 'account', left(r.account, 200),
+                   'payment_id', left(COALESCE(r.have_payment, r.payment_id), 200),
+                   'order_id', left(COALESCE(r.have_order, r.order_id), 200),
+                   'old_status', r.old_status, 'new_status', r.new_status,
+                   'provider_status', left(r.provider_status, 200))::text)
+          FROM r WHERE r.kind = 'changed'
+         ORDER BY r.id
+    )
+    SELECT r.id,
+           CASE WHEN r.kind IN ('unchanged', 'error') AND r.open AND r.too_old THEN 'gave_up'
+                ELSE r.kind END,
+           r.old_status, r.new_status, r.provider_status,
+           r.kind IN ('changed', 'unchanged')
+             AND ((r.have_payment IS NULL AND NULLIF(r.payment_id, '') IS NOT NULL)
+                  OR (r.have_order IS NULL AND NULLIF(r.order_id, '') IS NOT NULL))
+      FROM r CROSS JOIN (SELECT count(*) FROM nt) AS sent
+     ORDER BY r.id;
+END;
+$$;
+REVOKE ALL ON FUNCTION paygw.apply_checks(bigint[], bigint[], paygw.payment_status[], text[],
+                                          text[], text[], numeric[], text[], jsonb[], text[],
+                                          text[], float8, float8, float8)
+    FROM PUBLIC;
+
+-- Fill in an id a reply taught us, best effort: the caller runs this in a
+-- subtransaction and ignores a refusal (an id the validation trigger
+-- rejects, one another invoice has, a row another session holds).  Changing
+-- a key column needs FOR UPDATE, which a foreign key's FOR KEY SHARE blocks:
+-- NOWAIT, so the worker never waits for it.
+CREATE FUNCTION paygw.learn_ids(invoice_id bigint, payment_id text, order_id text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM 1 FROM paygw.invoices i WHERE i.id = learn_ids.invoice_id FOR UPDATE NOWAIT;
+    UPDATE paygw.invoices i
+       SET payment_id = COALESCE(i.payment_id, NULLIF(learn_ids.payment_id, '')),
+           order_id = COALESCE(i.order_id, NULLIF(learn_ids.order_id, ''))
+     WHERE i.id = learn_ids.invoice_id;
+END;
+$$;
+REVOKE ALL ON FUNCTION paygw.learn_ids(bigint, text, text) FROM PUBLIC;
+
+-- Checking a single invoice needs one: NULL is no invoice at all.
+ALTER FUNCTION @extschema@.paygw_check_invoice(bigint) STRICT;
+
+-- It reads shared memory that changes under it.
+ALTER FUNCTION paygw.worker_status_info() VOLATILE;
+
+-- The background worker as its shared memory sees it, now with its run and
+-- the outcomes it could not apply at once: lost (the lease had passed to
+-- another run or session, or the row was deleted; nothing written) and busy
+-- (another session held the row; the result was kept and applied later).
+CREATE FUNCTION paygw.worker_info(
+    OUT running boolean, OUT pid integer, OUT database text,
+    OUT started_at timestamptz, OUT last_pass_at timestamptz,
+    OUT passes bigint, OUT invoices_checked bigint, OUT changes_applied bigint,
+    OUT anomalies bigint, OUT errors bigint, OUT errors_by_kind jsonb,
+    OUT in_flight integer, OUT max_concurrency integer, OUT max_per_account integer,
+    OUT memory_bytes bigint, OUT run bigint, OUT lost bigint, OUT busy bigint,
+    OUT waiting_retry integer)
+RETURNS record
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paygw_worker_status_info';
+REVOKE ALL ON FUNCTION paygw.worker_info() FROM PUBLIC;
+
+-- The same columns as before, and the new ones after them.
+CREATE OR REPLACE VIEW paygw.worker_status AS SELECT * FROM paygw.worker_info();

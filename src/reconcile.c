@@ -4,18 +4,26 @@
  *		Claim due invoices, check them concurrently, apply the outcomes.
  *
  * Claiming and applying are SQL (paygw.claim_due, paygw.claim_one,
- * paygw.apply_check in the install script) run through prepared SPI
+ * paygw.apply_checks in the install scripts) run through prepared SPI
  * statements; this file moves rows between them and the HTTP pool.
  *
  * Each claimed invoice lives in its own memory context (PaygwItem.cxt),
  * deleted once its outcome is applied, so a worker that checks a million
  * invoices uses no more memory than one that checked a hundred.
  *
- * Each outcome is applied in its own subtransaction: a row that cannot be
- * written (a unique conflict while filling in an id, say) is reported as a
- * WARNING and is checked again later -- the worker's lease expires,
- * paygw_refresh() leaves the row due -- while the rest of the batch is
- * applied.  Query cancel and termination are never swallowed.
+ * Applying a batch:
+ *	1. lock its rows FOR NO KEY UPDATE SKIP LOCKED.  A foreign key pointing
+ *	   at an invoice (FOR KEY SHARE) does not conflict; a row another session
+ *	   holds more strongly (FOR SHARE, an UPDATE) is BUSY: nothing is written
+ *	   and the caller keeps the result to try again -- a result is never
+ *	   thrown away because of someone else's lock;
+ *	2. apply every locked row's outcome in one statement over arrays
+ *	   (paygw.apply_checks), inside a subtransaction;
+ *	3. only if that statement fails, apply the rows one by one, each in its
+ *	   own subtransaction, so one outcome that cannot be written (reported as
+ *	   a WARNING and recorded as an error instead) never loses the others.
+ * The row locks of step 1 are taken outside the subtransactions, so they
+ * survive a fallback.  Query cancel and termination are never swallowed.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,16 +34,26 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/timestamp.h"
 
 #include "credentials.h"
 #include "reconcile.h"
 
+/* the outcome columns of paygw.apply_checks, in its argument order */
+#define APPLY_NARGS 14
+
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr claim_one_plan = NULL;
+static SPIPlanPtr lock_plan = NULL;
+static SPIPlanPtr exists_plan = NULL;
 static SPIPlanPtr apply_plan = NULL;
+static SPIPlanPtr learn_plan = NULL;
+static SPIPlanPtr release_plan = NULL;
 
 /* account name -> small integer, for the per-account concurrency cap */
 static char **group_names = NULL;
@@ -55,16 +73,55 @@ account_group(const char *account)
 	return group_count++;
 }
 
-/*
- * Lease length for a claim of up to max_invoices: the setting, but never
- * shorter than it can take to get through them -- in the worst case all
- * belong to one account and run paygw.max_per_account at a time, each
- * taking paygw.timeout -- plus one more call.
- */
-static double
-lease_seconds(int max_invoices)
+const char *
+paygw_outcome_name(PaygwOutcome outcome)
 {
-	double		rounds = ceil((double) max_invoices / Max(1, paygw_max_per_account));
+	switch (outcome)
+	{
+		case PAYGW_OUTCOME_CHANGED:
+			return "changed";
+		case PAYGW_OUTCOME_UNCHANGED:
+			return "unchanged";
+		case PAYGW_OUTCOME_ANOMALY:
+			return "anomaly";
+		case PAYGW_OUTCOME_ERROR:
+			return "error";
+		case PAYGW_OUTCOME_GAVE_UP:
+			return "gave_up";
+		case PAYGW_OUTCOME_LOST:
+			return "lost";
+		case PAYGW_OUTCOME_BUSY:
+			return "busy";
+		case PAYGW_OUTCOME_FAILED:
+		case PAYGW_OUTCOME_NONE:
+			break;
+	}
+	return "failed";
+}
+
+static PaygwOutcome
+outcome_from_name(const char *name)
+{
+	for (int o = PAYGW_OUTCOME_CHANGED; o <= PAYGW_OUTCOME_BUSY; o++)
+		if (strcmp(name, paygw_outcome_name((PaygwOutcome) o)) == 0)
+			return (PaygwOutcome) o;
+	elog(ERROR, "paygw.apply_checks returned an unknown outcome \"%s\"", name);
+	return PAYGW_OUTCOME_FAILED;	/* keep the compiler quiet */
+}
+
+/*
+ * Lease length for invoices claimed when `queued` requests (these included)
+ * stand in the worker's queue: the setting, but never shorter than it can
+ * take before the last of them is answered.  In the worst case every queued
+ * request belongs to one account, so they go out paygw.max_per_account (or
+ * paygw.max_concurrency, if smaller) at a time, each round taking up to
+ * paygw.timeout; one more round covers applying the result.
+ */
+double
+paygw_reconcile_lease_seconds(int queued)
+{
+	int			width = Max(1, Min(paygw_max_per_account, paygw_max_concurrency));
+	double		rounds = ceil((double) Max(1, queued) / width);
 
 	return Max((double) paygw_lease_time_s, (rounds + 1) * paygw_timeout_ms / 1000.0);
 }
@@ -72,16 +129,18 @@ lease_seconds(int max_invoices)
 /*
  * Claim invoices and prepare their calls.  invoice_id > 0 claims that one
  * invoice whatever its schedule (no lease); otherwise up to max_invoices due
- * ones, leased when lease is true (the caller will commit before the calls)
- * and locked until the caller's transaction ends otherwise.  Fills items[]
- * (room for max_invoices) and returns how many.  Must run in a transaction.
- * Each item's context is a child of parent.
+ * ones.  run > 0 (the worker): leased under that run, sized for `queued`
+ * requests already waiting in front of them, so the caller can commit before
+ * the calls; run 0: locked until the caller's transaction ends.  Fills
+ * items[] (room for max_invoices) and returns how many.  Must run in a
+ * transaction.  Each item's context is a child of parent.
  */
 int
-paygw_reconcile_claim(MemoryContext parent, int max_invoices, bool lease,
-					  int64 invoice_id, PaygwItem **items)
+paygw_reconcile_claim(MemoryContext parent, int max_invoices, int64 run,
+					  int queued, int64 invoice_id, PaygwItem **items)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
+	TimestampTz lease_until = 0;
 	int			ret;
 	uint64		n;
 
@@ -99,13 +158,17 @@ paygw_reconcile_claim(MemoryContext parent, int max_invoices, bool lease,
 	}
 	else
 	{
-		Oid			types[2] = {INT4OID, FLOAT8OID};
-		Datum		values[2] = {Int32GetDatum(max_invoices), Float8GetDatum(lease_seconds(max_invoices))};
-		char		nulls[2] = {' ', lease ? ' ' : 'n'};
+		Oid			types[3] = {INT4OID, FLOAT8OID, INT8OID};
+		double		secs = paygw_reconcile_lease_seconds(queued + max_invoices);
+		Datum		values[3] = {Int32GetDatum(max_invoices), Float8GetDatum(secs),
+		Int64GetDatum(run)};
+		char		nulls[3] = {' ', run > 0 ? ' ' : 'n', run > 0 ? ' ' : 'n'};
 
+		/* the lease ends at the claiming transaction's now() plus secs */
+		lease_until = GetCurrentTransactionStartTimestamp() + (TimestampTz) (secs * USECS_PER_SEC);
 		ret = SPI_execute_plan(paygw_spi_prepare_once(&claim_plan,
-											"SELECT * FROM paygw.claim_due($1, pg_catalog.make_interval(secs => $2))",
-											2, types),
+											"SELECT * FROM paygw.claim_due($1, pg_catalog.make_interval(secs => $2), $3)",
+											3, types),
 							   values, nulls, false, 0);
 	}
 	if (ret != SPI_OK_SELECT)
@@ -133,6 +196,7 @@ paygw_reconcile_claim(MemoryContext parent, int max_invoices, bool lease,
 		token = SPI_getbinval(tuple, desc, 6, &isnull);
 		item->has_lease = !isnull;
 		item->lease_token = isnull ? 0 : DatumGetInt64(token);
+		item->lease_until = lease_until;
 
 		MemoryContextSwitchTo(cxt);
 		provider = SPI_getvalue(tuple, desc, 2);
@@ -170,182 +234,490 @@ paygw_reconcile_free(PaygwItem *item)
 	MemoryContextDelete(item->cxt);
 }
 
+/* A one-dimensional array of n datums of type elemtype (nulls[k]: NULL). */
 static Datum
-text_datum(const char *s, char *null)
+array_datum(Datum *elems, bool *nulls, int n, Oid elemtype)
 {
-	*null = s ? ' ' : 'n';
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, elemtype,
+											  typlen, typbyval, typalign));
+}
+
+/* Work out an item's outcome from its response, once. */
+static void
+interpret(PaygwItem *item, PaygwApplyStats *stats)
+{
+	MemoryContext oldcxt;
+
+	if (item->interpreted)
+		return;
+	oldcxt = MemoryContextSwitchTo(item->cxt);
+	if (item->prepared)
+		item->ok = paygw_call_interpret(&item->call, &item->resp, &item->res, &item->err);
+	else
+		item->ok = false;
+	MemoryContextSwitchTo(oldcxt);
+	item->interpreted = true;
+	if (item->ok && !item->res.status_known)
+		ereport(WARNING,
+				errmsg("unrecognized %s status \"%s\" reported as pending",
+					   item->call.provider->name, item->res.provider_status),
+				errdetail("Invoice %lld keeps the gateway's own value in provider_status.",
+						  (long long) item->invoice_id));
+	if (!item->ok)
+		stats->errors_by_kind[item->err.code]++;
+}
+
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/* The ids of items[0..n-1] as a bigint[]. */
+static Datum
+id_array(PaygwItem **items, int n)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * Max(1, n));
+
+	for (int i = 0; i < n; i++)
+		ids[i] = Int64GetDatum(items[i]->invoice_id);
+	return array_datum(ids, NULL, n, INT8OID);
+}
+
+/*
+ * Run a prepared statement that takes a bigint[] of the items' ids; return
+ * the set of ids it returned in column 1, sorted, in *out (palloc'd in
+ * CurrentMemoryContext).
+ */
+static int
+ids_returned(SPIPlanPtr plan, PaygwItem **items, int n, int64 **out)
+{
+	Datum		values[1] = {id_array(items, n)};
+	int			ret = SPI_execute_plan(plan, values, NULL, false, 0);
+	int64	   *ids;
+
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading paygw.invoices failed: %s", SPI_result_code_string(ret));
+	ids = palloc(sizeof(int64) * Max(1, SPI_processed));
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+
+		ids[r] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	qsort(ids, SPI_processed, sizeof(int64), cmp_int64);
+	*out = ids;
+	return (int) SPI_processed;
+}
+
+static bool
+id_in(int64 id, int64 *ids, int n)
+{
+	return bsearch(&id, ids, n, sizeof(int64), cmp_int64) != NULL;
+}
+
+static Datum
+text_or_null(const char *s, bool *isnull)
+{
+	*isnull = (s == NULL);
 	return s ? CStringGetTextDatum(s) : (Datum) 0;
 }
 
 /*
- * Run the prepared paygw.apply_check call in a subtransaction.  Returns its
- * outcome (in the item's context), or NULL after reporting a WARNING when it
- * raised an error.  Query cancel and shutdown are re-thrown.
+ * The arguments of paygw.apply_checks for items[0..n-1].  failed: record
+ * each as the error "could not be recorded" instead of its real outcome.
  */
-static char *
-apply_outcome(SPIPlanPtr plan, Datum *values, char *nulls, PaygwItem *item,
-			  ResourceOwner oldowner)
+static void
+apply_args(PaygwItem **items, int n, bool failed, Datum *values)
 {
-	char	   *volatile outcome = NULL;
+	Datum	   *cols[11];
+	bool	   *nulls[11];
+
+	for (int c = 0; c < 11; c++)
+	{
+		cols[c] = palloc(sizeof(Datum) * Max(1, n));
+		nulls[c] = palloc(sizeof(bool) * Max(1, n));
+	}
+	for (int i = 0; i < n; i++)
+	{
+		PaygwItem  *item = items[i];
+		PaygwStatusResult *res = &item->res;
+		bool		ok = item->ok && !failed;
+
+		cols[0][i] = Int64GetDatum(item->invoice_id);
+		nulls[0][i] = false;
+		cols[1][i] = Int64GetDatum(item->lease_token);
+		nulls[1][i] = !item->has_lease;
+		cols[2][i] = text_or_null(ok ? paygw_status_label(res->status) : NULL, &nulls[2][i]);
+		cols[3][i] = text_or_null(ok ? res->provider_status : NULL, &nulls[3][i]);
+		cols[4][i] = text_or_null(ok ? res->payment_id : NULL, &nulls[4][i]);
+		cols[5][i] = text_or_null(ok ? res->order_id : NULL, &nulls[5][i]);
+		cols[6][i] = ok ? res->amount : (Datum) 0;
+		nulls[6][i] = !ok || res->amount_isnull;
+		cols[7][i] = text_or_null(ok ? res->currency : NULL, &nulls[7][i]);
+		cols[8][i] = ok ? JsonbPGetDatum(res->response) : (Datum) 0;
+		nulls[8][i] = !ok;
+		if (ok)
+		{
+			nulls[9][i] = nulls[10][i] = true;
+			cols[9][i] = cols[10][i] = (Datum) 0;
+		}
+		else if (failed)
+		{
+			cols[9][i] = text_or_null("XX000", &nulls[9][i]);
+			cols[10][i] = text_or_null("the outcome of the check could not be recorded; see the server log",
+									   &nulls[10][i]);
+		}
+		else
+		{
+			cols[9][i] = text_or_null(unpack_sql_state(paygw_error_sqlstate(item->err.code)), &nulls[9][i]);
+			cols[10][i] = text_or_null(item->err.detail[0]
+									   ? psprintf("%s: %s", item->err.message, item->err.detail)
+									   : item->err.message, &nulls[10][i]);
+		}
+	}
+	values[0] = array_datum(cols[0], nulls[0], n, INT8OID);
+	values[1] = array_datum(cols[1], nulls[1], n, INT8OID);
+	for (int c = 2; c <= 5; c++)
+		values[c] = array_datum(cols[c], nulls[c], n, TEXTOID);
+	values[6] = array_datum(cols[6], nulls[6], n, NUMERICOID);
+	values[7] = array_datum(cols[7], nulls[7], n, TEXTOID);
+	values[8] = array_datum(cols[8], nulls[8], n, JSONBOID);
+	values[9] = array_datum(cols[9], nulls[9], n, TEXTOID);
+	values[10] = array_datum(cols[10], nulls[10], n, TEXTOID);
+	values[11] = Float8GetDatum((double) paygw_backoff_initial_s);
+	values[12] = Float8GetDatum((double) paygw_backoff_max_s);
+	values[13] = Float8GetDatum((double) paygw_give_up_after_s);
+}
+
+/* Find the item with this invoice id among items[0..n-1] (ids are unique). */
+static PaygwItem *
+find_item(PaygwItem **items, int n, int64 id)
+{
+	for (int i = 0; i < n; i++)
+		if (items[i]->invoice_id == id)
+			return items[i];
+	return NULL;
+}
+
+/*
+ * Apply items[0..n-1] (rows already locked) in one paygw.apply_checks
+ * statement inside a subtransaction, setting each item's outcome.  Returns
+ * false, with nothing written and no outcome set, when the statement raised
+ * an error; the error is reported as a WARNING when `warn` (else only at
+ * DEBUG1).  Query cancel and shutdown are re-thrown.
+ */
+static bool
+apply_in_subxact(PaygwItem **items, int n, bool failed, bool warn,
+				 ResourceOwner oldowner)
+{
+	static Oid	types[APPLY_NARGS] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, TEXTARRAYOID, NUMERICARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
+	TEXTARRAYOID, TEXTARRAYOID, FLOAT8OID, FLOAT8OID, FLOAT8OID};
+	MemoryContext cxt = CurrentMemoryContext;
+	SPIPlanPtr	plan;
+	Datum		values[APPLY_NARGS];
+	volatile bool done = false;
+
+	plan = paygw_spi_prepare_once(&apply_plan,
+								  "SELECT * FROM paygw.apply_checks($1, $2, $3::paygw.payment_status[],"
+								  " $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+								  APPLY_NARGS, types);
+	apply_args(items, n, failed, values);
 
 	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(item->cxt);
+	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		int			ret = SPI_execute_plan(plan, values, nulls, false, 1);
-		bool		isnull;
-		Datum		d;
+		int			ret = SPI_execute_plan(plan, values, NULL, false, 0);
+		TupleDesc	desc;
 
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "paygw.apply_check failed: %s", SPI_result_code_string(ret));
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		outcome = isnull ? NULL : MemoryContextStrdup(item->cxt, TextDatumGetCString(d));
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "paygw.apply_checks failed: %s", SPI_result_code_string(ret));
+		desc = SPI_tuptable->tupdesc;
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			HeapTuple	tuple = SPI_tuptable->vals[r];
+			bool		isnull;
+			int64		id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+			PaygwItem  *item = find_item(items, n, id);
+			char	   *outcome = SPI_getvalue(tuple, desc, 2);
+
+			if (item == NULL || outcome == NULL)
+				elog(ERROR, "paygw.apply_checks returned an invoice it was not given");
+			item->outcome = failed ? PAYGW_OUTCOME_FAILED : outcome_from_name(outcome);
+			if (item->outcome == PAYGW_OUTCOME_ANOMALY)
+				ereport(WARNING,
+						errmsg("invoice %lld reported %s by the gateway while %s: transition not applied",
+							   (long long) id, SPI_getvalue(tuple, desc, 4), SPI_getvalue(tuple, desc, 3)),
+						errdetail("The gateway's status is \"%s\"; %s invoices cannot become %s.",
+								  SPI_getvalue(tuple, desc, 5), SPI_getvalue(tuple, desc, 3),
+								  SPI_getvalue(tuple, desc, 4)));
+			if (!failed && DatumGetBool(SPI_getbinval(tuple, desc, 6, &isnull)) && !isnull)
+				item->learn = true; /* the reply named an id the row lacks */
+		}
+		for (int i = 0; i < n; i++)
+			if (items[i]->outcome == PAYGW_OUTCOME_NONE)
+				elog(ERROR, "paygw.apply_checks left invoice %lld out",
+					 (long long) items[i]->invoice_id);
 		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(item->cxt);
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = oldowner;
+		done = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = oldowner;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(edata);
+		for (int i = 0; i < n; i++)
+		{
+			items[i]->outcome = PAYGW_OUTCOME_NONE;
+			items[i]->learn = false;
+		}
+		if (warn)
+			ereport(WARNING,
+					errmsg("could not record the check of invoice %lld: %s",
+						   (long long) items[0]->invoice_id, edata->message),
+					errdetail("The invoice will be checked again later."));
+		else
+			ereport(DEBUG1,
+					errmsg_internal("applying a batch of %d checks failed (%s); applying them one by one",
+									n, edata->message));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return done;
+}
+
+/*
+ * Fill in the id a reply named and the row lacks, in a subtransaction; a
+ * refusal (an id another invoice has, one the validation trigger rejects,
+ * the row held by another session) is ignored: it is learnt on a later check.
+ */
+static void
+learn_ids(PaygwItem *item, ResourceOwner oldowner)
+{
+	static Oid	types[3] = {INT8OID, TEXTOID, TEXTOID};
+	MemoryContext cxt = CurrentMemoryContext;
+	SPIPlanPtr	plan = paygw_spi_prepare_once(&learn_plan,
+											  "SELECT paygw.learn_ids($1, $2, $3)", 3, types);
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	bool		isnull;
+
+	values[0] = Int64GetDatum(item->invoice_id);
+	values[1] = text_or_null(item->res.payment_id, &isnull);
+	nulls[1] = isnull ? 'n' : ' ';
+	values[2] = text_or_null(item->res.order_id, &isnull);
+	nulls[2] = isnull ? 'n' : ' ';
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "paygw.learn_ids failed");
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = oldowner;
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(item->cxt);
+		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(item->cxt);
+		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = oldowner;
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
 			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
 			ReThrowError(edata);
-		ereport(WARNING,
-				errmsg("could not record the check of invoice %lld: %s",
-					   (long long) item->invoice_id, edata->message),
-				errdetail("The invoice will be checked again later."));
+		ereport(DEBUG1,
+				errmsg_internal("invoice %lld: the id from the reply was not stored: %s",
+								(long long) item->invoice_id, edata->message));
 		FreeErrorData(edata);
-		outcome = NULL;
 	}
 	PG_END_TRY();
-	return outcome;
+}
+
+static void
+count_outcome(PaygwApplyStats *stats, PaygwOutcome outcome)
+{
+	stats->last_outcome = paygw_outcome_name(outcome);
+	switch (outcome)
+	{
+		case PAYGW_OUTCOME_CHANGED:
+			stats->changed++;
+			break;
+		case PAYGW_OUTCOME_UNCHANGED:
+			stats->unchanged++;
+			break;
+		case PAYGW_OUTCOME_ANOMALY:
+			stats->anomalies++;
+			break;
+		case PAYGW_OUTCOME_ERROR:
+			stats->errors++;
+			break;
+		case PAYGW_OUTCOME_GAVE_UP:
+			stats->gave_up++;
+			break;
+		case PAYGW_OUTCOME_LOST:
+			stats->lost++;
+			break;
+		case PAYGW_OUTCOME_BUSY:
+			stats->busy++;
+			return;				/* not checked yet: it is tried again */
+		case PAYGW_OUTCOME_FAILED:
+		case PAYGW_OUTCOME_NONE:
+			stats->failed++;
+			break;
+	}
+	stats->checked++;
 }
 
 /*
  * Apply the outcome of each item's check (its response must be complete, or
- * it was never prepared).  Must run in a transaction.  The items are left
- * for the caller to free.
+ * it was never prepared).  Must run in a transaction.  Sets each item's
+ * outcome; an item left BUSY keeps its result and may be applied again in a
+ * later transaction.  The items are left for the caller to free.
  */
 void
 paygw_reconcile_apply(PaygwItem **items, int n, PaygwApplyStats *stats)
 {
-	static Oid	types[14] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		NUMERICOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID, FLOAT8OID, FLOAT8OID, FLOAT8OID};
 	MemoryContext oldcxt = CurrentMemoryContext;
+	MemoryContext applycxt;
 	ResourceOwner oldowner = CurrentResourceOwner;
-	SPIPlanPtr	plan;
+	PaygwItem **locked;
+	PaygwItem **missing;
+	int			nlocked = 0;
+	int			nmissing = 0;
+	int64	   *ids;
+	int			nids;
 
+	if (n <= 0)
+		return;
+	applycxt = AllocSetContextCreate(CurrentMemoryContext, "paygw apply",
+									 ALLOCSET_DEFAULT_SIZES);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	plan = paygw_spi_prepare_once(&apply_plan,
-						"SELECT paygw.apply_check($1, $2, $3::paygw.payment_status, $4, $5, $6,"
-						" $7, $8, $9, $10, $11, $12, $13, $14)",
-						14, types);
+	MemoryContextSwitchTo(applycxt);
 
 	for (int i = 0; i < n; i++)
 	{
-		PaygwItem  *item = items[i];
-		PaygwStatusResult res;
-		PaygwError	err;
-		bool		ok;
-		Datum		values[14];
-		char		nulls[14];
-		char	   *outcome;
+		interpret(items[i], stats);
+		items[i]->outcome = PAYGW_OUTCOME_NONE;
+		items[i]->learn = false;
+	}
 
-		MemoryContextSwitchTo(item->cxt);
-		if (item->prepared)
-			ok = paygw_call_interpret(&item->call, &item->resp, &res, &err);
+	/* 1. lock the rows; those another session holds are busy (or gone) */
+	nids = ids_returned(paygw_spi_prepare_once(&lock_plan,
+											   "SELECT i.id FROM paygw.invoices i"
+											   " WHERE i.id OPERATOR(pg_catalog.=) ANY ($1)"
+											   " FOR NO KEY UPDATE SKIP LOCKED",
+											   1, (Oid[]) {INT8ARRAYOID}),
+						items, n, &ids);
+	locked = palloc(sizeof(PaygwItem *) * n);
+	missing = palloc(sizeof(PaygwItem *) * n);
+	for (int i = 0; i < n; i++)
+	{
+		if (id_in(items[i]->invoice_id, ids, nids))
+			locked[nlocked++] = items[i];
 		else
-		{
-			ok = false;
-			err = item->err;
-		}
-		memset(nulls, ' ', sizeof(nulls));
+			missing[nmissing++] = items[i];
+	}
+	if (nmissing > 0)
+	{
+		nids = ids_returned(paygw_spi_prepare_once(&exists_plan,
+												   "SELECT i.id FROM paygw.invoices i"
+												   " WHERE i.id OPERATOR(pg_catalog.=) ANY ($1)",
+												   1, (Oid[]) {INT8ARRAYOID}),
+							missing, nmissing, &ids);
+		for (int i = 0; i < nmissing; i++)
+			missing[i]->outcome = id_in(missing[i]->invoice_id, ids, nids)
+				? PAYGW_OUTCOME_BUSY : PAYGW_OUTCOME_LOST;
+	}
 
-		values[0] = Int64GetDatum(item->invoice_id);
-		values[1] = Int64GetDatum(item->lease_token);
-		nulls[1] = item->has_lease ? ' ' : 'n';
-		if (ok)
+	/* 2. all locked rows in one statement; 3. one by one if that fails */
+	if (nlocked > 0 && !apply_in_subxact(locked, nlocked, false, nlocked == 1, oldowner))
+	{
+		for (int i = 0; i < nlocked; i++)
 		{
-			values[2] = text_datum(paygw_status_label(res.status), &nulls[2]);
-			values[3] = text_datum(res.provider_status, &nulls[3]);
-			values[4] = text_datum(res.payment_id, &nulls[4]);
-			values[5] = text_datum(res.order_id, &nulls[5]);
-			values[6] = res.amount;
-			nulls[6] = res.amount_isnull ? 'n' : ' ';
-			values[7] = text_datum(res.currency, &nulls[7]);
-			values[8] = JsonbPGetDatum(res.response);
-			values[9] = text_datum(NULL, &nulls[9]);
-			values[10] = text_datum(NULL, &nulls[10]);
-			if (!res.status_known)
-				ereport(WARNING,
-						errmsg("unrecognized %s status \"%s\" reported as pending",
-							   item->call.provider->name, res.provider_status),
-						errdetail("Invoice %lld keeps the gateway's own value in provider_status.",
-								  (long long) item->invoice_id));
-		}
-		else
-		{
-			for (int k = 2; k <= 8; k++)
-				nulls[k] = 'n';
-			values[9] = text_datum(unpack_sql_state(paygw_error_sqlstate(err.code)), &nulls[9]);
-			values[10] = text_datum(err.detail[0]
-									? psprintf("%s: %s", err.message, err.detail)
-									: err.message, &nulls[10]);
-			stats->errors_by_kind[err.code]++;
-		}
-		values[11] = Float8GetDatum((double) paygw_backoff_initial_s);
-		values[12] = Float8GetDatum((double) paygw_backoff_max_s);
-		values[13] = Float8GetDatum((double) paygw_give_up_after_s);
-
-		outcome = apply_outcome(plan, values, nulls, item, oldowner);
-		if (outcome == NULL)
-		{
+			if (nlocked > 1 && apply_in_subxact(&locked[i], 1, false, true, oldowner))
+				continue;
 			/*
 			 * The outcome cannot be written (see the WARNING).  Record that
 			 * as an error instead, so the invoice is rescheduled and its
 			 * lease released rather than claimed again at once, forever.
 			 */
-			for (int k = 2; k <= 8; k++)
-				nulls[k] = 'n';
-			values[9] = text_datum("XX000", &nulls[9]);
-			values[10] = text_datum("the outcome of the check could not be recorded; see the server log",
-									&nulls[10]);
-			if (apply_outcome(plan, values, nulls, item, oldowner) == NULL)
+			if (!apply_in_subxact(&locked[i], 1, true, false, oldowner))
+			{
 				ereport(WARNING,
 						errmsg("could not record the failure to check invoice %lld either",
-							   (long long) item->invoice_id));
-			stats->failed++;
+							   (long long) locked[i]->invoice_id));
+				locked[i]->outcome = PAYGW_OUTCOME_FAILED;
+			}
 		}
+	}
 
-		/* last_outcome points at a constant: the item's memory goes soon */
-		stats->checked++;
-		stats->last_outcome = "failed";
-		if (outcome == NULL)
-			continue;
-		if (strcmp(outcome, "changed") == 0)
-			stats->changed++, stats->last_outcome = "changed";
-		else if (strcmp(outcome, "unchanged") == 0)
-			stats->unchanged++, stats->last_outcome = "unchanged";
-		else if (strcmp(outcome, "anomaly") == 0)
-			stats->anomalies++, stats->last_outcome = "anomaly";
-		else if (strcmp(outcome, "error") == 0)
-			stats->errors++, stats->last_outcome = "error";
-		else if (strcmp(outcome, "gave_up") == 0)
-			stats->gave_up++, stats->last_outcome = "gave_up";
-		else if (strcmp(outcome, "lost") == 0)
-			stats->lost++, stats->last_outcome = "lost";
+	for (int i = 0; i < n; i++)
+	{
+		if (items[i]->learn)
+			learn_ids(items[i], oldowner);
+		count_outcome(stats, items[i]->outcome);
 	}
 
 	SPI_finish();
 	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(applycxt);
+}
+
+/*
+ * Give back the leases of items whose check was never made (the worker is
+ * stopping).  Must run in a transaction.  Returns how many were released.
+ */
+int
+paygw_reconcile_release(PaygwItem **items, int n, int64 run)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	Datum		values[2];
+	int			released = 0;
+	bool		isnull;
+
+	if (n <= 0)
+		return 0;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	values[0] = id_array(items, n);
+	values[1] = Int64GetDatum(run);
+	if (SPI_execute_plan(paygw_spi_prepare_once(&release_plan,
+												"SELECT paygw.release_leases($1, $2)",
+												2, (Oid[]) {INT8ARRAYOID, INT8OID}),
+						 values, NULL, false, 1) == SPI_OK_SELECT && SPI_processed == 1)
+		released = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	MemoryContextSwitchTo(oldcxt);
+	return released;
 }
 
 /*
@@ -366,7 +738,7 @@ paygw_reconcile_pass(int max_invoices, int64 invoice_id, PaygwApplyStats *stats)
 	PaygwHttpPool *pool;
 	int			n;
 
-	n = paygw_reconcile_claim(passcxt, max_invoices, false, invoice_id, items);
+	n = paygw_reconcile_claim(passcxt, max_invoices, 0, 0, invoice_id, items);
 
 	MemoryContextSwitchTo(poolcxt);
 	pool = paygw_http_pool_create(paygw_max_concurrency, paygw_max_per_account);
@@ -377,6 +749,7 @@ paygw_reconcile_pass(int max_invoices, int64 invoice_id, PaygwApplyStats *stats)
 	MemoryContextSwitchTo(passcxt);
 	MemoryContextDelete(poolcxt);
 
+	/* the rows are locked by this transaction: none can be busy */
 	paygw_reconcile_apply(items, n, stats);
 
 	MemoryContextSwitchTo(oldcxt);

@@ -12,6 +12,24 @@
 
 #include "call.h"
 
+/*
+ * What applying one item's outcome did.  BUSY: another session holds the row
+ * right now, nothing was written, the caller may try again (the result is
+ * kept); every other value is final.
+ */
+typedef enum PaygwOutcome
+{
+	PAYGW_OUTCOME_NONE = 0,		/* not applied yet */
+	PAYGW_OUTCOME_CHANGED,
+	PAYGW_OUTCOME_UNCHANGED,
+	PAYGW_OUTCOME_ANOMALY,
+	PAYGW_OUTCOME_ERROR,
+	PAYGW_OUTCOME_GAVE_UP,
+	PAYGW_OUTCOME_LOST,			/* the lease passed on, or the row is gone */
+	PAYGW_OUTCOME_FAILED,		/* could not be recorded (see the WARNING) */
+	PAYGW_OUTCOME_BUSY
+} PaygwOutcome;
+
 /* One claimed invoice and its check, in its own memory context. */
 typedef struct PaygwItem
 {
@@ -19,10 +37,17 @@ typedef struct PaygwItem
 	int64		invoice_id;
 	int64		lease_token;
 	bool		has_lease;
+	TimestampTz lease_until;	/* when has_lease: the lease ends then */
 	bool		prepared;		/* false: err says why no request was built */
 	PaygwError	err;
 	PaygwCall	call;
 	PaygwHttpResponse resp;
+	/* filled when the outcome is first applied (and kept for a retry) */
+	bool		interpreted;
+	bool		ok;				/* res is valid; else err says why */
+	PaygwStatusResult res;
+	PaygwOutcome outcome;
+	bool		learn;			/* the reply named an id the row lacks */
 } PaygwItem;
 
 /* What applying a set of outcomes did. */
@@ -35,18 +60,22 @@ typedef struct PaygwApplyStats
 	int			errors;
 	int			gave_up;
 	int			lost;
+	int			busy;			/* held by another session: not applied yet */
 	int			failed;			/* applying itself raised an error */
 	int			errors_by_kind[PAYGW_ERR_INTERNAL + 1];
 	const char *last_outcome;
 } PaygwApplyStats;
 
 extern int	paygw_reconcile_claim(MemoryContext parent, int max_invoices,
-								  bool lease, int64 invoice_id,
+								  int64 run, int queued, int64 invoice_id,
 								  PaygwItem **items);
+extern double paygw_reconcile_lease_seconds(int queued);
+extern const char *paygw_outcome_name(PaygwOutcome outcome);
 extern void paygw_reconcile_start(PaygwHttpPool *pool, PaygwItem *item);
 extern void paygw_reconcile_apply(PaygwItem **items, int n,
 								  PaygwApplyStats *stats);
 extern void paygw_reconcile_free(PaygwItem *item);
+extern int	paygw_reconcile_release(PaygwItem **items, int n, int64 run);
 extern int	paygw_reconcile_pass(int max_invoices, int64 invoice_id,
 								 PaygwApplyStats *stats);
 

@@ -701,15 +701,24 @@ paygw_refresh(PG_FUNCTION_ARGS)
 /*
  * paygw_check_invoice(invoice_id): check one invoice now, whatever its
  * status or schedule; returns the outcome (changed, unchanged, anomaly,
- * error, gave_up).
+ * error, gave_up).  STRICT in SQL; ids are positive (an id <= 0 would mean
+ * "any due invoice" to the claiming code).
  */
 Datum
 paygw_check_invoice(PG_FUNCTION_ARGS)
 {
-	int64		invoice_id = PG_GETARG_INT64(0);
+	int64		invoice_id;
 	PaygwApplyStats stats;
 	PaygwError	err;
 
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	invoice_id = PG_GETARG_INT64(0);
+	if (invoice_id <= 0)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("invoice id must be positive"),
+				errdetail("Invoice ids start at 1; %lld is not one.", (long long) invoice_id));
 	memset(&stats, 0, sizeof(stats));
 	if (paygw_reconcile_pass(1, invoice_id, &stats) == 0)
 	{

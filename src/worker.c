@@ -6,26 +6,44 @@
  * With shared_preload_libraries = 'paygw', one worker runs in database
  * paygw.database and keeps tracked invoices current:
  *
- *	- it claims due invoices in short transactions (FOR UPDATE SKIP LOCKED
- *	  plus a lease, so a crash or a second worker can never lose or
+ *	- it claims due invoices in short transactions (FOR NO KEY UPDATE SKIP
+ *	  LOCKED plus a lease, so a crash or a second worker can never lose or
  *	  double-apply a row),
  *	- performs their status calls with no transaction open, keeping up to
  *	  paygw.max_concurrency requests in flight (paygw.max_per_account per
  *	  account),
  *	- applies finished results in short transactions while the other
- *	  requests continue,
+ *	  requests continue, a batch per statement (see reconcile.c),
  *	- sleeps on its latch when nothing is due, until the next invoice falls
  *	  due or paygw.naptime at most; a commit that makes an invoice due
  *	  sooner than it planned to look (inserts one, or moves next_check_at
  *	  earlier) sets the latch (paygw.wake_worker trigger).
  *
- * SIGHUP reloads settings; SIGTERM stops it within one poll interval even
- * with requests in flight (their leases expire and the invoices are checked
- * again); after a crash the postmaster restarts it.  While the extension is
- * not created (or not yet updated to 0.2) in paygw.database it waits quietly.
+ * Leases belong to a worker run: each start takes a number from the
+ * sequence paygw.worker_runs and leases rows under it.  A row leased under
+ * any other run belongs to a worker that is gone -- terminated, crashed, or
+ * the old primary of a promoted standby, whose leases came over in WAL -- and
+ * is claimed again at once.  lease_until still ends a lease on its own
+ * (paygw_refresh() and paygw_check_invoice() wait for it).
+ *
+ * A result is never thrown away because another session holds the row: the
+ * worker keeps it (BUSY) and applies it on a later pass, until its lease
+ * ends.
+ *
+ * SIGHUP reloads settings.  SIGTERM (pg_terminate_backend, a server
+ * shutdown) is orderly: the worker stops claiming, applies the results it
+ * has, gives back the leases of requests not answered yet, and exits (with
+ * code 1, so the postmaster starts it again unless the server is stopping).
+ * If the signal arrives inside one of its short transactions, that
+ * transaction is rolled back instead and the next run takes its rows over.
+ * Postmaster death is noticed within one poll interval even while requests
+ * are in flight.  While the extension is not created (or not yet updated to
+ * this library's version) in paygw.database it waits quietly.
  *
  * Memory: each invoice's check lives in its own context, deleted when its
- * outcome is applied; the pool reuses its transfer structures.
+ * outcome is applied; everything else a pass allocates goes into a context
+ * reset at the start of the next pass; the pool reuses its transfer
+ * structures.
  *
  *-------------------------------------------------------------------------
  */
@@ -51,14 +69,19 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "credentials.h"
 #include "reconcile.h"
 
 PGDLLEXPORT void paygw_worker_main(Datum main_arg);
 
 /* how long results may wait before they are applied */
 #define APPLY_DELAY_MS 50
+/* how often results kept because their row was busy are tried again */
+#define RETRY_MS 200
 /* restart delay after a crash, seconds */
 #define RESTART_SECONDS 2
+/* the extension version this library's worker needs */
+#define WORKER_EXTVERSION "0.4"
 
 typedef struct PaygwShared
 {
@@ -79,12 +102,22 @@ typedef struct PaygwShared
 	int			max_concurrency;	/* limits of the worker's current pool */
 	int			max_per_account;
 	int64		memory_bytes;	/* the worker's memory contexts, after a batch */
+	int64		run;			/* lease token of this run; 0 until known */
+	uint64		lost;
+	uint64		busy;
+	int			waiting_retry;	/* results kept for a busy row */
 } PaygwShared;
 
 static PaygwShared *shared = NULL;
+
+static void set_in_flight(int n);
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_registered = false;
+/* set while the worker runs SQL: SIGTERM then ends the transaction at once */
+static volatile sig_atomic_t in_transaction = false;
+/* set once the orderly stop has begun */
+static volatile sig_atomic_t stopping = false;
 static bool wake_pending = false;
 static TimestampTz wake_soonest;	/* earliest next_check_at written */
 
@@ -200,49 +233,132 @@ worker_exit(int code, Datum arg)
 	shared->pid = 0;
 	shared->latch = NULL;
 	shared->in_flight = 0;
+	shared->waiting_retry = 0;
 	SpinLockRelease(&shared->mutex);
 }
 
-/* Is paygw (0.2 or later) installed in this database?  Runs a transaction. */
-static bool
-extension_ready(void)
+/*
+ * SIGTERM: ask for an orderly stop (the main loop finishes it).  Inside one
+ * of the worker's transactions -- which could be waiting for a lock -- or on
+ * a second SIGTERM, end at once, as die() does.
+ */
+static void
+worker_sigterm(SIGNAL_ARGS)
 {
-	bool		ready = false;
+	int			save_errno = errno;
+	bool		again = ShutdownRequestPending;
+
+	ShutdownRequestPending = true;
+	if (again || (in_transaction && !stopping))
+	{
+		InterruptPending = true;
+		ProcDiePending = true;
+	}
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/*
+ * Start and end one of the worker's short transactions.  xact_end switches
+ * back to the memory context xact_begin was called in (CommitTransaction
+ * leaves TopMemoryContext current).
+ */
+static MemoryContext
+xact_begin(const char *activity)
+{
+	MemoryContext cxt = CurrentMemoryContext;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
+	if (activity != NULL)
+		pgstat_report_activity(STATE_RUNNING, activity);
+	in_transaction = true;
+	return cxt;
+}
+
+static void
+xact_end(MemoryContext cxt)
+{
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	in_transaction = false;
+	pgstat_report_stat(false);	/* so autovacuum sees the worker's updates */
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(cxt);
+}
+
+/*
+ * Is paygw installed in this database, at the version this library's worker
+ * needs?  Says once in the log when an older version waits for its update.
+ * Runs a transaction.
+ */
+static bool
+extension_ready(void)
+{
+	static bool said_old = false;
+	MemoryContext cxt = xact_begin(NULL);
+	bool		ready = false;
+
 	if (OidIsValid(get_extension_oid("paygw", true)))
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute("SELECT 1 FROM pg_catalog.pg_extension"
-						" WHERE extname = 'paygw' AND extversion <> '0.1'",
-						true, 1) == SPI_OK_SELECT)
-			ready = SPI_processed == 1;
+		if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension"
+						" WHERE extname = 'paygw'", true, 1) == SPI_OK_SELECT &&
+			SPI_processed == 1)
+		{
+			char	   *version = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+			ready = version != NULL && strcmp(version, WORKER_EXTVERSION) == 0;
+			if (!ready && !said_old)
+			{
+				ereport(LOG,
+						errmsg("paygw worker waits: extension paygw %s in database \"%s\" is not the version %s this library needs",
+							   version ? version : "?", paygw_database, WORKER_EXTVERSION),
+						errhint("Run ALTER EXTENSION paygw UPDATE in database \"%s\".", paygw_database));
+				said_old = true;
+			}
+		}
 		SPI_finish();
 	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	xact_end(cxt);
 	return ready;
+}
+
+/* A new run number from paygw.worker_runs.  Runs a transaction. */
+static int64
+new_run(void)
+{
+	MemoryContext cxt = xact_begin(NULL);
+	int64		run = 0;
+	bool		isnull;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT pg_catalog.nextval('paygw.worker_runs')", false, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+		run = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	xact_end(cxt);
+	if (run <= 0)
+		elog(ERROR, "could not take a run number from paygw.worker_runs");
+	SpinLockAcquire(&shared->mutex);
+	shared->run = run;
+	SpinLockRelease(&shared->mutex);
+	return run;
 }
 
 /* Claim up to max invoices in a short transaction and queue their calls. */
 static int
-claim_batch(MemoryContext itemcxt, PaygwHttpPool *pool, PaygwItem **items, int max)
+claim_batch(MemoryContext itemcxt, PaygwHttpPool *pool, PaygwItem **items,
+			int max, int64 run)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
+	MemoryContext cxt = xact_begin("paygw: claiming due invoices");
 	int			n;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "paygw: claiming due invoices");
-	n = paygw_reconcile_claim(itemcxt, max, true, 0, items);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	MemoryContextSwitchTo(oldcxt);
+	n = paygw_reconcile_claim(itemcxt, max, run, paygw_http_pool_pending(pool), 0, items);
+	xact_end(cxt);
 
 	/* requests go out only once the leases are committed */
 	for (int i = 0; i < n; i++)
@@ -252,82 +368,171 @@ claim_batch(MemoryContext itemcxt, PaygwHttpPool *pool, PaygwItem **items, int m
 }
 
 /*
- * Milliseconds until the next open invoice falls due (or its lease ends), at
- * most naptime.
- * Runs a short transaction.
+ * Milliseconds until the next open invoice this worker may claim falls due,
+ * at most naptime.  Runs a short transaction.
  */
 static long
-sleep_time(void)
+sleep_time(int64 run)
 {
+	static SPIPlanPtr plan = NULL;
+	MemoryContext cxt = xact_begin(NULL);
 	long		ms = paygw_naptime_ms;
+	Datum		values[1] = {Int64GetDatum(run)};
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT pg_catalog.ceil(pg_catalog.date_part('epoch',"
-					" pg_catalog.min(GREATEST(next_check_at, COALESCE(lease_until, next_check_at)))"
-					" OPERATOR(pg_catalog.-) pg_catalog.now()) * 1000)::pg_catalog.int8"
-					" FROM paygw.invoices WHERE status OPERATOR(pg_catalog.=) ANY"
-					" ('{pending,authorized}'::paygw.payment_status[])"
-					" AND next_check_at IS NOT NULL AND pg_catalog.isfinite(next_check_at)",
-					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	/* an index scan of invoices_due, however many invoices are not due yet */
+	if (SPI_execute_plan(paygw_spi_prepare_once(&plan,
+												"SELECT i.next_check_at FROM paygw.invoices i"
+												" WHERE i.status OPERATOR(pg_catalog.=) ANY ('{pending,authorized}'::paygw.payment_status[])"
+												" AND i.next_check_at OPERATOR(pg_catalog.<) 'infinity'"
+												" AND (i.lease_until IS NULL OR i.lease_until OPERATOR(pg_catalog.<) pg_catalog.now()"
+												" OR i.lease_token IS DISTINCT FROM $1)"
+												" ORDER BY i.next_check_at LIMIT 1",
+												1, (Oid[]) {INT8OID}),
+						 values, NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
 	{
 		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		TimestampTz next = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+															 SPI_tuptable->tupdesc, 1, &isnull));
+		TimestampTz now = GetCurrentTimestamp();
 
 		/*
-		 * Due already but not claimed: leased elsewhere or locked by a
-		 * paygw_refresh transaction.  Look again in a second, not at once.
+		 * Due already but not claimed: another session holds the row (the
+		 * application, or a paygw_refresh transaction).  Look again in a
+		 * second, not at once.
 		 */
-		if (!isnull)
-			ms = DatumGetInt64(d) <= 0 ? Min(ms, 1000L) : Max(10L, Min(ms, (long) DatumGetInt64(d)));
+		if (isnull)
+			;
+		else if (next <= now)
+			ms = Min(ms, 1000L);
+		else
+			ms = Max(10L, Min(ms, (long) ((next - now + 999) / 1000)));
 	}
 	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	xact_end(cxt);
 	return ms;
 }
 
-/* Apply finished checks in a short transaction, then free them. */
 static void
-apply_batch(PaygwItem **items, int n)
+add_stats(PaygwApplyStats *stats)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
+	SpinLockAcquire(&shared->mutex);
+	shared->memory_bytes = (int64) MemoryContextMemAllocated(TopMemoryContext, true);
+	shared->checked += stats->checked;
+	shared->changed += stats->changed;
+	shared->anomalies += stats->anomalies;
+	shared->lost += stats->lost;
+	shared->busy += stats->busy;
+	for (int k = 0; k <= PAYGW_ERR_INTERNAL; k++)
+	{
+		shared->errors_by_kind[k] += stats->errors_by_kind[k];
+		shared->errors += stats->errors_by_kind[k];
+	}
+	SpinLockRelease(&shared->mutex);
+}
+
+/*
+ * Apply finished checks in a short transaction.  Items whose row another
+ * session holds are moved to retry[] (their result kept); the others are
+ * freed.  Returns the new number of items in retry[].
+ */
+static int
+apply_batch(PaygwItem **items, int n, PaygwItem **retry, int nretry)
+{
+	MemoryContext cxt;
 	PaygwApplyStats stats;
 
 	memset(&stats, 0, sizeof(stats));
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "paygw: applying results");
+	cxt = xact_begin("paygw: applying results");
 	paygw_reconcile_apply(items, n, &stats);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);	/* so autovacuum sees the worker's updates */
-	MemoryContextSwitchTo(oldcxt);
-	pgstat_report_activity(STATE_IDLE, NULL);
+	xact_end(cxt);
 
 	for (int i = 0; i < n; i++)
-		paygw_reconcile_free(items[i]);
+	{
+		if (items[i]->outcome == PAYGW_OUTCOME_BUSY)
+			retry[nretry++] = items[i];
+		else
+			paygw_reconcile_free(items[i]);
+	}
 	if (paygw_debug)
 		ereport(LOG,
-				errmsg("paygw worker: applied %d checks: %d changed, %d unchanged, %d errors, %d anomalies, %d gave up, %d lost, %d failed",
+				errmsg("paygw worker: applied %d checks: %d changed, %d unchanged, %d errors, %d anomalies, %d gave up, %d lost, %d busy, %d failed",
 					   stats.checked, stats.changed, stats.unchanged, stats.errors,
-					   stats.anomalies, stats.gave_up, stats.lost, stats.failed));
-
+					   stats.anomalies, stats.gave_up, stats.lost, stats.busy, stats.failed));
+	add_stats(&stats);
 	SpinLockAcquire(&shared->mutex);
-	shared->memory_bytes = (int64) MemoryContextMemAllocated(TopMemoryContext, true);
-	shared->checked += stats.checked;
-	shared->changed += stats.changed;
-	shared->anomalies += stats.anomalies;
-	for (int k = 0; k <= PAYGW_ERR_INTERNAL; k++)
-	{
-		shared->errors_by_kind[k] += stats.errors_by_kind[k];
-		shared->errors += stats.errors_by_kind[k];
-	}
+	shared->waiting_retry = nretry;
 	SpinLockRelease(&shared->mutex);
+	return nretry;
+}
+
+/*
+ * Results kept for busy rows: drop those whose lease has ended (the row is
+ * someone else's to check now: counted as lost), apply the rest again.
+ * Returns the new number kept.
+ */
+static int
+retry_busy(PaygwItem **retry, int nretry)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	PaygwItem **again = palloc(sizeof(PaygwItem *) * Max(1, nretry));
+	int			nagain = 0;
+	PaygwApplyStats stats;
+
+	memset(&stats, 0, sizeof(stats));
+	for (int i = 0; i < nretry; i++)
+	{
+		if (retry[i]->lease_until <= now)
+		{
+			stats.lost++;
+			paygw_reconcile_free(retry[i]);
+		}
+		else
+			again[nagain++] = retry[i];
+	}
+	add_stats(&stats);
+	return nagain > 0 ? apply_batch(again, nagain, retry, 0) : 0;
+}
+
+/*
+ * The orderly end of a run (SIGTERM): apply the results already received and
+ * those kept for busy rows, give back the leases of every request not
+ * answered yet, exit.
+ */
+static void
+shutdown_run(PaygwHttpPool *pool, PaygwItem **ready, int nready,
+			 PaygwItem **retry, int nretry, int64 run)
+{
+	int			cap = nready + nretry + paygw_http_pool_pending(pool);
+	PaygwItem **rest = palloc(sizeof(PaygwItem *) * Max(1, cap));
+	int			nrest;
+	int			released = 0;
+	int			applied = nready + nretry;
+
+	stopping = true;
+	/* requests still queued or on the wire: stop them, keep their items */
+	nrest = paygw_http_pool_cancel_all(pool, (void **) rest, cap);
+	set_in_flight(0);
+	if (nready + nretry > 0)
+	{
+		memcpy(ready + nready, retry, sizeof(PaygwItem *) * nretry);
+		nretry = apply_batch(ready, nready + nretry, retry, 0);
+		applied -= nretry;
+	}
+	/* results for rows still busy are dropped: their leases go back too */
+	memcpy(rest + nrest, retry, sizeof(PaygwItem *) * nretry);
+	nrest += nretry;
+	if (nrest > 0 && run > 0)
+	{
+		MemoryContext cxt = xact_begin("paygw: releasing leases");
+
+		released = paygw_reconcile_release(rest, nrest, run);
+		xact_end(cxt);
+	}
+	ereport(LOG,
+			errmsg("paygw worker stopping: %d results applied, %d of %d unanswered leases released",
+				   applied, released, nrest));
 }
 
 static void
@@ -353,19 +558,24 @@ paygw_worker_main(Datum main_arg)
 	MemoryContext workercxt;
 	MemoryContext poolcxt;
 	MemoryContext itemcxt;
+	MemoryContext passcxt;
 	PaygwHttpPool *pool;
 	PaygwItem **claimed;
-	void	  **ready;
+	PaygwItem **ready;
+	PaygwItem **retry;
 	int			nready = 0;
+	int			nretry = 0;
 	int			capacity;
 	TimestampTz first_ready = 0;
+	TimestampTz last_retry = 0;
 	bool		idle = true;
 	int			concurrency = paygw_max_concurrency;
 	int			per_account = paygw_max_per_account;
+	int64		run = 0;
 
 	(void) main_arg;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(paygw_database, NULL, 0);
@@ -382,6 +592,7 @@ paygw_worker_main(Datum main_arg)
 	shared->pid = MyProcPid;
 	shared->latch = MyLatch;
 	shared->started_at = GetCurrentTimestamp();
+	shared->run = 0;
 	SpinLockRelease(&shared->mutex);
 	before_shmem_exit(worker_exit, (Datum) 0);
 
@@ -391,13 +602,16 @@ paygw_worker_main(Datum main_arg)
 									ALLOCSET_DEFAULT_SIZES);
 	poolcxt = AllocSetContextCreate(workercxt, "paygw worker pool",
 									ALLOCSET_DEFAULT_SIZES);
+	passcxt = AllocSetContextCreate(workercxt, "paygw worker pass",
+									ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(poolcxt);
 	pool = paygw_http_pool_create(concurrency, per_account);
 	MemoryContextSwitchTo(workercxt);
 	publish_limits(concurrency, per_account);
 	capacity = 10000 + 2 * 1024;
 	claimed = palloc(sizeof(PaygwItem *) * capacity);
-	ready = palloc(sizeof(void *) * capacity);
+	ready = palloc(sizeof(PaygwItem *) * 2 * capacity);
+	retry = palloc(sizeof(PaygwItem *) * capacity);
 
 	elog(LOG, "paygw worker started in database \"%s\"", paygw_database);
 
@@ -405,7 +619,17 @@ paygw_worker_main(Datum main_arg)
 	{
 		int			pending;
 
+		/* whatever the previous pass allocated outside an item goes now */
+		MemoryContextSwitchTo(passcxt);
+		MemoryContextReset(passcxt);
+
 		CHECK_FOR_INTERRUPTS();
+
+		if (ShutdownRequestPending)
+		{
+			shutdown_run(pool, ready, nready, retry, nretry, run);
+			proc_exit(1);
+		}
 
 		if (ConfigReloadPending)
 		{
@@ -426,7 +650,7 @@ paygw_worker_main(Datum main_arg)
 			MemoryContextReset(poolcxt);
 			MemoryContextSwitchTo(poolcxt);
 			pool = paygw_http_pool_create(concurrency, per_account);
-			MemoryContextSwitchTo(workercxt);
+			MemoryContextSwitchTo(passcxt);
 			publish_limits(concurrency, per_account);
 		}
 
@@ -440,22 +664,33 @@ paygw_worker_main(Datum main_arg)
 				ResetLatch(MyLatch);
 				continue;
 			}
+			if (run == 0)
+				run = new_run();
 			idle = false;
+		}
+
+		/* results kept for rows another session held: try them again */
+		if (nretry > 0 &&
+			TimestampDifferenceExceeds(last_retry, GetCurrentTimestamp(), RETRY_MS))
+		{
+			nretry = retry_busy(retry, nretry);
+			last_retry = GetCurrentTimestamp();
 		}
 
 		/*
 		 * Keep the pipeline full: claim while fewer than two rounds of work
 		 * are queued or running, so a finished request's slot is refilled
-		 * from the queue at once.  (Leases cover queued work too.)
+		 * from the queue at once.  (Leases are sized for the whole queue.)
 		 */
 		if (pending < 2 * concurrency && nready < capacity - 3 * concurrency &&
+			nretry < capacity - 3 * concurrency &&
 			concurrency == paygw_max_concurrency && per_account == paygw_max_per_account)
 		{
 			int			want = Min(paygw_batch_size, 3 * concurrency - pending);
 			int			n;
 
 			want = Min(want, capacity - nready - pending);
-			n = want > 0 ? claim_batch(itemcxt, pool, claimed, want) : 0;
+			n = want > 0 ? claim_batch(itemcxt, pool, claimed, want, run) : 0;
 
 			/* items that could not even be prepared are finished already */
 			for (int i = 0; i < n; i++)
@@ -473,15 +708,21 @@ paygw_worker_main(Datum main_arg)
 			if (n == 0 && paygw_http_pool_pending(pool) == 0 && nready == 0)
 			{
 				/*
-				 * Nothing due and nothing in flight: sleep until something is.
-				 * wake_at is 0 until here, so a commit racing with this
-				 * decision sets the latch and the wait returns at once.
+				 * Nothing due and nothing in flight: sleep until something is
+				 * (or until kept results are due for another try).  wake_at
+				 * is 0 until here, so a commit racing with this decision sets
+				 * the latch and the wait returns at once.
 				 */
 				long		ms;
 
 				set_in_flight(0);
-				idle = true;
-				ms = sleep_time();
+				if (nretry == 0)
+				{
+					idle = true;
+					ms = sleep_time(run);
+				}
+				else
+					ms = RETRY_MS;
 				SpinLockAcquire(&shared->mutex);
 				shared->wake_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
 				SpinLockRelease(&shared->mutex);
@@ -500,19 +741,20 @@ paygw_worker_main(Datum main_arg)
 			int			k;
 
 			set_in_flight(paygw_http_pool_running(pool));
-			k = paygw_http_pool_run(pool, APPLY_DELAY_MS, ready + nready, capacity - nready);
+			k = paygw_http_pool_run(pool, APPLY_DELAY_MS, (void **) (ready + nready),
+									capacity - nready);
 			if (k > 0 && nready == 0)
 				first_ready = GetCurrentTimestamp();
 			nready += k;
 		}
 
 		/* apply in batches, but never let a result wait long */
-		if (nready > 0 &&
+		if (nready > 0 && !ShutdownRequestPending &&
 			(nready >= Max(1, concurrency / 2) ||
 			 paygw_http_pool_pending(pool) == 0 ||
 			 TimestampDifferenceExceeds(first_ready, GetCurrentTimestamp(), APPLY_DELAY_MS)))
 		{
-			apply_batch((PaygwItem **) ready, nready);
+			nretry = apply_batch(ready, nready, retry, nretry);
 			nready = 0;
 		}
 	}
@@ -528,8 +770,8 @@ Datum
 paygw_worker_status_info(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[15];
-	bool		nulls[15];
+	Datum		values[19];
+	bool		nulls[19];
 	PaygwShared snap;
 	StringInfoData kinds;
 	bool		first = true;
@@ -580,6 +822,16 @@ paygw_worker_status_info(PG_FUNCTION_ARGS)
 	nulls[13] = !snap.running;
 	values[14] = Int64GetDatum(snap.memory_bytes);
 	nulls[14] = !snap.running;
+	values[15] = Int64GetDatum(snap.run);
+	nulls[15] = !snap.running || snap.run == 0;
+	values[16] = Int64GetDatum((int64) snap.lost);
+	values[17] = Int64GetDatum((int64) snap.busy);
+	values[18] = Int32GetDatum(snap.waiting_retry);
+
+	/* paygw.worker_status_info() of 0.2 has the first 15 columns */
+	if (tupdesc->natts > (int) lengthof(values))
+		elog(ERROR, "return type has %d columns, expected at most %d",
+			 tupdesc->natts, (int) lengthof(values));
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

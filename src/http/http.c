@@ -27,6 +27,9 @@
 #include "lib/ilist.h"
 #include "miscadmin.h"
 #include "portability/instr_time.h"
+#include "postmaster/interrupt.h"
+#include "postmaster/postmaster.h"
+#include "storage/pmsignal.h"
 #include "utils/memutils.h"
 
 #include "crypto/crypto.h"
@@ -595,10 +598,63 @@ paygw_http_pool_kick(PaygwHttpPool *pool)
 }
 
 /*
+ * Stop every transfer still queued or running (their requests may have
+ * reached the gateway; the answers are not read) and store their args (at
+ * most max) in args; returns their number.  The pool is empty afterwards.
+ */
+int
+paygw_http_pool_cancel_all(PaygwHttpPool *pool, void **args, int max)
+{
+	int			n = 0;
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &pool->running)
+	{
+		Transfer   *t = dlist_container(Transfer, node, iter.cur);
+
+		if (n < max)
+			args[n++] = t->arg;
+		transfer_cleanup(t);
+		dlist_delete(&t->node);
+		pool->group_active[t->req->group]--;
+		pool->nrunning--;
+		pfree(t);
+	}
+	dlist_foreach_modify(iter, &pool->queued)
+	{
+		Transfer   *t = dlist_container(Transfer, node, iter.cur);
+
+		if (n < max)
+			args[n++] = t->arg;
+		dlist_delete(&t->node);
+		pool->nqueued--;
+		pfree(t);
+	}
+	return n;
+}
+
+/*
+ * The postmaster is gone: stop at once, whatever is in flight (a backend
+ * whose postmaster died must not keep calling gateways).
+ */
+static void
+check_postmaster(void)
+{
+	if (!PostmasterIsAlive())
+		ereport(FATAL,
+				errcode(ERRCODE_ADMIN_SHUTDOWN),
+				errmsg("terminating paygw gateway calls because the postmaster exited"));
+}
+
+/*
  * Drive the pool for at most timeout_ms, returning as soon as at least one
  * transfer has finished.  The args of finished transfers (at most max_done)
  * are stored in done; returns their number.  Interrupts (cancel, timeout,
- * termination) are checked at least every POLL_INTERVAL_MS and raised here.
+ * termination) are checked at least every POLL_INTERVAL_MS and raised here;
+ * the wait also ends at once when the postmaster dies (its death pipe is
+ * polled with the transfers' sockets).  A background worker asked to shut
+ * down (ShutdownRequestPending) gets control back at once, and no queued
+ * transfer is started for it.
  */
 int
 paygw_http_pool_run(PaygwHttpPool *pool, int timeout_ms, void **done,
@@ -618,6 +674,9 @@ paygw_http_pool_run(PaygwHttpPool *pool, int timeout_ms, void **done,
 		long		elapsed;
 
 		CHECK_FOR_INTERRUPTS();
+		check_postmaster();
+		if (ShutdownRequestPending)
+			return ndone;
 		pool_start(pool);
 
 		/* transfers that could not even start */
@@ -658,7 +717,15 @@ paygw_http_pool_run(PaygwHttpPool *pool, int timeout_ms, void **done,
 		elapsed = (long) INSTR_TIME_GET_MILLISEC(now);
 		if (elapsed >= timeout_ms)
 			return 0;
-		curl_multi_poll(multi, NULL, 0, Min(POLL_INTERVAL_MS, timeout_ms - elapsed), NULL);
+		{
+			struct curl_waitfd pm_death;
+
+			pm_death.fd = postmaster_alive_fds[POSTMASTER_FD_WATCH];
+			pm_death.events = CURL_WAIT_POLLIN;
+			pm_death.revents = 0;
+			curl_multi_poll(multi, &pm_death, pm_death.fd >= 0 ? 1 : 0,
+							Min(POLL_INTERVAL_MS, timeout_ms - elapsed), NULL);
+		}
 	}
 }
 

@@ -68,6 +68,8 @@ extern void paygw_http_pool_add(PaygwHttpPool *pool, PaygwHttpRequest *req,
 extern int	paygw_http_pool_run(PaygwHttpPool *pool, int timeout_ms,
 								void **done, int max_done);
 extern void paygw_http_pool_kick(PaygwHttpPool *pool);
+extern int	paygw_http_pool_cancel_all(PaygwHttpPool *pool, void **args,
+									   int max);
 extern int	paygw_http_pool_pending(PaygwHttpPool *pool);
 extern int	paygw_http_pool_running(PaygwHttpPool *pool);
 extern void paygw_http_perform(PaygwHttpRequest *reqs,
