@@ -16,8 +16,6 @@ set -euo pipefail
 . "$(dirname "$0")/lib.bash"
 
 emu="http://127.0.0.1:$PAYGW_EMU_PORT"
-emu_post() { curl -sf -X POST -o /dev/null -d "$2" "$emu/_control/$1"; }
-emu_stat() { curl -sf "$emu/_control/stats" | python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 sqlv() { q -d postgres -c "$1"; }
 worker_pid() { sqlv "SELECT pid FROM pg_stat_activity WHERE backend_type = 'paygw worker'"; }
 log=$PAYGW_WORKDIR/server.log

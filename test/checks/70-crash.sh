@@ -11,15 +11,9 @@ set -euo pipefail
 
 emu="http://127.0.0.1:$PAYGW_EMU_PORT"
 db=paygw_check_crash
-data=$PAYGW_WORKDIR/data
+data=$server_data
 n=150
 
-as_server_user() { if [ "$(id -u)" = 0 ]; then runuser -u "$(stat -c %U "$data")" -- "$@"; else "$@"; fi; }
-restart_server() {
-    as_server_user "$PG_BINDIR/pg_ctl" -D "$data" -l "$PAYGW_WORKDIR/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -c port=$PGPORT -c unix_socket_directories=$PAYGW_WORKDIR -c fsync=off" \
-        start >/dev/null
-}
 consistent() {   # consistent DB: print the number of invoices in an illegitimate state
     q -d "$1" -c "
         SELECT count(*) FROM paygw.invoices i

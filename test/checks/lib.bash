@@ -43,3 +43,20 @@ VALUES ('ok:' || :'spec', 'okepay', 'demo-shop', 'okepay-test-secret-7Qx',
 SQL
     done
 }
+
+# The test cluster's data directory, and how to start it again after a check
+# killed it (same port and socket directory as test/lib.sh used).
+server_data=${PAYGW_WORKDIR:-}/data
+as_server_user() { if [ "$(id -u)" = 0 ]; then runuser -u "$(stat -c %U "$server_data")" -- "$@"; else "$@"; fi; }
+restart_server() {
+    as_server_user "$PG_BINDIR/pg_ctl" -D "$server_data" -l "$PAYGW_WORKDIR/server.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -c port=$PGPORT -c unix_socket_directories=$PAYGW_WORKDIR -c fsync=off" \
+        start >/dev/null
+}
+
+# emu_stat EXPR: a Python expression over the emulator's stats dict d
+emu_stat() {
+    curl -sf "http://127.0.0.1:$PAYGW_EMU_PORT/_control/stats" |
+        python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"
+}
+emu_post() { curl -sf -X POST -o /dev/null -d "$2" "http://127.0.0.1:$PAYGW_EMU_PORT/_control/$1"; }
