@@ -127,9 +127,61 @@ SELECT paygw_check_invoice(:authorized);
 SELECT status, last_error_code FROM paygw.invoices WHERE id = :authorized;
 SELECT old_status, new_status, applied FROM paygw.invoice_events WHERE invoice_id = :authorized ORDER BY id;
 
--- paygw_check_invoice on something that is not there
+-- paygw_check_invoice on something that is not there: a NULL id is no
+-- invoice (STRICT), ids are positive, an unknown one is PW007
+SELECT paygw_check_invoice(NULL) IS NULL AS null_is_null;
 SELECT paygw_try($$SELECT paygw_check_invoice(-1)$$);
+SELECT paygw_try($$SELECT paygw_check_invoice(0)$$);
+SELECT paygw_try($$SELECT paygw_check_invoice(999999999)$$);
 SELECT paygw_try($$SELECT paygw_refresh(0)$$);
+
+-- one outcome that cannot be written never loses the others: an
+-- application trigger refuses the update of one invoice; the batch falls
+-- back to one subtransaction per invoice, the others are applied, and the
+-- refused one is recorded as an error (and rescheduled)
+SELECT paygw_track('okepay', '106', NULL, 'ok') AS good1,
+       paygw_track('okepay', '107', NULL, 'ok') AS refused,
+       paygw_track('okepay', '108', NULL, 'ok') AS good2 \gset
+CREATE FUNCTION refuse_107() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.payment_id = '107' AND NEW.check_count > OLD.check_count AND NEW.error_count = 0 THEN
+        RAISE EXCEPTION 'the application refuses this update';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_107 BEFORE UPDATE ON paygw.invoices FOR EACH ROW EXECUTE FUNCTION refuse_107();
+SELECT paygw_refresh() AS checked;
+SELECT payment_id, status, check_count, last_error_code, next_check_at IS NOT NULL AS rescheduled
+  FROM paygw.invoices WHERE id IN (:good1, :refused, :good2) ORDER BY id;
+DROP TRIGGER refuse_107 ON paygw.invoices;
+DROP FUNCTION refuse_107();
+
+-- notification payloads stay under NOTIFY's 8000-byte limit whatever the
+-- gateway returns: fields from replies are cut, the row keeps them whole
+SELECT paygw_track('okepay', '109', NULL, 'ok') AS huge \gset
+BEGIN;
+SELECT id FROM paygw.invoices WHERE id = :huge FOR NO KEY UPDATE;
+SELECT invoice_id = :huge AS same, outcome, old_status, new_status, length(provider_status), learn
+  FROM paygw.apply_checks(ARRAY[:huge]::bigint[], ARRAY[NULL]::bigint[], ARRAY['paid']::paygw.payment_status[],
+                          ARRAY[repeat('s', 9000)], ARRAY[NULL]::text[], ARRAY[repeat('o', 9000)],
+                          ARRAY[NULL]::numeric[], ARRAY[NULL]::text[], ARRAY[NULL]::jsonb[],
+                          ARRAY[NULL]::text[], ARRAY[NULL]::text[], 10, 40, 86400);
+COMMIT;
+SELECT status, length(provider_status) FROM paygw.invoices WHERE id = :huge;
+
+-- a lease taken under another run (a worker that is gone) is lost for the
+-- result of an older claim: nothing is written
+SELECT paygw_track('okepay', '110', NULL, 'ok') AS stolen \gset
+UPDATE paygw.invoices SET lease_until = now() + interval '1 hour', lease_token = 42 WHERE id = :stolen;
+SELECT outcome FROM paygw.apply_checks(ARRAY[:stolen]::bigint[], ARRAY[41]::bigint[], ARRAY['paid']::paygw.payment_status[],
+                          ARRAY['confirmed'], ARRAY[NULL]::text[], ARRAY[NULL]::text[],
+                          ARRAY[NULL]::numeric[], ARRAY[NULL]::text[], ARRAY[NULL]::jsonb[],
+                          ARRAY[NULL]::text[], ARRAY[NULL]::text[], 10, 40, 86400);
+SELECT status, check_count, lease_token FROM paygw.invoices WHERE id = :stolen;
+-- ... and claimed at once by a worker of another run, not by paygw_refresh
+SELECT count(*) AS refresh_claims FROM paygw.claim_due(10, NULL, NULL) WHERE id = :stolen;
+SELECT id = :stolen AS claimed, lease_token FROM paygw.claim_due(10, interval '1 minute', 43) WHERE id = :stolen;
+UPDATE paygw.invoices SET lease_until = NULL, lease_token = NULL, next_check_at = NULL WHERE id = :stolen;
 
 -- an invoice leased by a (dead) worker is skipped until the lease expires
 SELECT paygw_track('okepay', '101', NULL, 'ok') AS leased \gset
