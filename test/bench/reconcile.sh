@@ -2,28 +2,34 @@
 # test/bench/reconcile.sh -- reconciliation benchmark (not a test).
 #
 #   bash test/bench/reconcile.sh [N] [DELAY_MS] [C]
-#   env: BASELINE_N (default 200), MEMORY_N (default 0: skip; e.g. 100000)
+#   env: BASELINE_N (default 200), MEMORY_N (default 0: skip; e.g. 100000),
+#        IDLE_N (default 1000000; 0: skip)
 #
 # Starts its own cluster (paygw preloaded, worker in database "postgres")
-# and emulator, makes N invoices due at once (N default 10000) against a
-# gateway that answers after DELAY_MS (default 50) and lets the worker check
-# them with concurrency C (default 64).  Prints invoices per second, the
-# ratio to the ideal C / delay, the same run with concurrency 1 as a
-# baseline (BASELINE_N invoices: at 1/delay per second a full N would take
-# minutes), the worker's peak private memory (RssAnon), and server CPU
-# seconds per thousand invoices (all PostgreSQL processes, including exited
-# ones, from the postmaster's cumulative child times).  With MEMORY_N it then
-# keeps going to MEMORY_N invoices in total and compares the worker's memory
-# at N and at MEMORY_N.
+# and emulator, tracks N invoices (N default 4000) with one paygw_track
+# statement against a gateway that answers after DELAY_MS (default 50) and
+# lets the worker check them with concurrency C (default 64); the clock
+# starts when the tracking statement has committed and stops when the last
+# of them has been applied.  Prints invoices per second, the ratio to the
+# ideal C / delay, the same run with concurrency 1 as a baseline
+# (BASELINE_N invoices: at 1/delay per second a full N would take minutes),
+# the worker's CPU per invoice and peak private memory (RssAnon), and server
+# CPU seconds per thousand invoices (all PostgreSQL processes, including
+# exited ones, from the postmaster's cumulative child times).  Then, with
+# IDLE_N more invoices tracked but not due for a day, the same N run again:
+# its rate as a ratio to the first, and the claim query's plan.  With
+# MEMORY_N it then keeps going to MEMORY_N invoices in total and compares the
+# worker's memory at N and at MEMORY_N.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
 
-N=${1:-10000}
+N=${1:-4000}
 DELAY=${2:-50}
 C=${3:-64}
 BASELINE_N=${BASELINE_N:-200}
 MEMORY_N=${MEMORY_N:-0}
+IDLE_N=${IDLE_N:-1000000}
 
 conf=$(mktemp)
 cat "$here/../postgresql.conf" > "$conf"
@@ -84,11 +90,9 @@ run() {
     local count=$1 pid base t0 t1 c0 c1 w0 w1 e0 e1 done_now peak=0 kb
     pid=$(worker_pid)
     base=$(poll "SELECT invoices_checked FROM paygw.worker_status")
-    # the invoices become due at once when this commits; the clock starts then
-    sqlv "INSERT INTO paygw.invoices (provider, account, payment_id, next_check_at)
-          SELECT 'okepay', 'bench', (${next_id} + i)::text, 'infinity' FROM generate_series(1, $count) i"
     c0=$(server_ticks); w0=$(proc_ticks "$pid"); e0=$(proc_ticks "$emu_pid")
-    sqlv "UPDATE paygw.invoices SET next_check_at = now() WHERE next_check_at = 'infinity'"
+    # the invoices are due at once when this commits; the clock starts then
+    sqlv "SELECT count(paygw_track('okepay', (${next_id} + i)::text)) FROM generate_series(1, $count) i" >/dev/null
     t0=$(date +%s%N)
     local fl_sum=0 fl_n=0 fl
     next_id=$(( next_id + count ))
@@ -102,6 +106,7 @@ run() {
     t1=$(date +%s%N)
     c1=$(server_ticks); w1=$(proc_ticks "$pid"); e1=$(proc_ticks "$emu_pid")
     worker_cpu=$(python3 -c "print(f'{($w1 - $w0) / $hz:.2f}')")
+    worker_ms_per=$(python3 -c "print(f'{($w1 - $w0) / $hz / $count * 1000:.3f}')")
     emu_cpu=$(python3 -c "print(f'{($e1 - $e0) / $hz:.2f}')")
     wall=$(python3 -c "print(f'{($t1 - $t0) / 1e9:.2f}')")
     avg_in_flight=$(( fl_sum / (fl_n > 0 ? fl_n : 1) ))
@@ -132,6 +137,25 @@ printf 'run       C=%d: %6d invoices  %8s/s  ideal %7s/s  ratio %s  worker RssAn
     "$C" "$N" "$rate" "$ideal" "$ratio" "$peak_kb" "$cpu_per_k"
 printf 'speed-up over C=1: %.1fx   (wall %s s; average requests in flight %d; CPU: worker %s s, emulator %s s)\n' \
     "$(python3 -c "print($rate / $base_rate)")" "$wall" "$avg_in_flight" "$worker_cpu" "$emu_cpu"
+printf 'worker CPU per reconciled invoice: %s ms\n' "$worker_ms_per"
+first_rate=$rate
+
+if (( IDLE_N > 0 )); then
+    # IDLE_N more tracked invoices, none due for a day
+    sqlv "INSERT INTO paygw.invoices (provider, account, payment_id, next_check_at)
+          SELECT 'okepay', 'bench', (900000000 + i)::text, now() + interval '1 day'
+            FROM generate_series(1, $IDLE_N) i"
+    sqlv "VACUUM ANALYZE paygw.invoices"
+    run "$N"
+    printf 'run       C=%d: %6d invoices with %d more tracked and not due: %8s/s  ratio to the first run %.2f  worker CPU %s ms/invoice\n' \
+        "$C" "$N" "$IDLE_N" "$rate" "$(python3 -c "print($rate / $first_rate)")" "$worker_ms_per"
+    printf 'claim plan (the query inside paygw.claim_due):\n'
+    psql -X -q -At -d postgres -c "EXPLAIN (COSTS OFF)
+        SELECT i.id FROM paygw.invoices i
+         WHERE i.next_check_at <= now() AND i.status IN ('pending', 'authorized')
+           AND (i.lease_until IS NULL OR i.lease_until < now() OR i.lease_token IS DISTINCT FROM 1)
+         ORDER BY i.next_check_at LIMIT $((2 * C)) FOR NO KEY UPDATE SKIP LOCKED" | sed 's/^/    /'
+fi
 
 if (( MEMORY_N > N )); then
     run $(( MEMORY_N - N ))
