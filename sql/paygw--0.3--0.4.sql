@@ -26,26 +26,33 @@ COMMENT ON SEQUENCE paygw.worker_runs IS
 CREATE FUNCTION paygw.claim_due(max_invoices integer, lease interval, run bigint)
 RETURNS TABLE (id bigint, provider text, account text, payment_id text,
                order_id text, lease_token bigint)
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- a handful of rows by key: never a plan cached while the table was small
+SET enable_seqscan = off
 AS $$
+#variable_conflict use_column
+BEGIN
+    -- PL/pgSQL, not SQL: the plan is kept across calls
+    RETURN QUERY
     WITH due AS (
         SELECT i.id
           FROM paygw.invoices i
          WHERE i.next_check_at <= now()
            AND i.status IN ('pending', 'authorized')
            AND (i.lease_until IS NULL OR i.lease_until < now()
-                OR (run IS NOT NULL AND i.lease_token IS DISTINCT FROM run))
+                OR (claim_due.run IS NOT NULL AND i.lease_token IS DISTINCT FROM claim_due.run))
          ORDER BY i.next_check_at
-         LIMIT max_invoices
+         LIMIT claim_due.max_invoices
            FOR NO KEY UPDATE SKIP LOCKED
     )
     UPDATE paygw.invoices i
-       SET lease_until = CASE WHEN run IS NULL THEN NULL ELSE now() + lease END,
-           lease_token = run
+       SET lease_until = CASE WHEN claim_due.run IS NULL THEN NULL ELSE now() + claim_due.lease END,
+           lease_token = claim_due.run
       FROM due
      WHERE i.id = due.id
-    RETURNING i.id, i.provider, i.account, i.payment_id, i.order_id, i.lease_token
+    RETURNING i.id, i.provider, i.account, i.payment_id, i.order_id, i.lease_token;
+END;
 $$;
 REVOKE ALL ON FUNCTION paygw.claim_due(integer, interval, bigint) FROM PUBLIC;
 
@@ -82,6 +89,8 @@ CREATE FUNCTION paygw.release_leases(ids bigint[], run bigint)
 RETURNS integer
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
+-- a handful of rows by key: never a plan cached while the table was small
+SET enable_seqscan = off
 AS $$
     WITH mine AS (
         SELECT i.id FROM paygw.invoices i
@@ -106,11 +115,14 @@ ALTER FUNCTION paygw.transition_allowed(paygw.payment_status, paygw.payment_stat
 -- read here is the current one and nobody changes it meanwhile.  Arrays are
 -- parallel, one element per invoice; error_codes[k] not NULL means the check
 -- failed (errors are data: last_error, check_count, a later next_check_at).
+-- learns[k]: the reply named an id the row lacks and the caller holds the
+-- row FOR UPDATE (changing a key column needs it, and a foreign key's FOR
+-- KEY SHARE conflicts with it), so fill the id in -- unless another invoice
+-- of the account has it; otherwise it is learnt at a later check.
 -- Returns one row per invoice: its outcome -- changed, unchanged, anomaly,
 -- error, gave_up, or lost (the lease passed to another run or session,
--- nothing written) -- the statuses before and after, and learn = true when
--- the reply named an id the row does not have yet (the caller fills it in,
--- best effort, in a subtransaction of its own).
+-- nothing written) -- the statuses before and after, and learnt = true when
+-- an id was filled in.
 --
 -- Notification payloads stay far below NOTIFY's 8000-byte limit whatever a
 -- gateway returns: every text field in them is cut to 200 characters (the
@@ -119,12 +131,14 @@ CREATE FUNCTION paygw.apply_checks(
     ids bigint[], leases bigint[],
     new_statuses paygw.payment_status[], provider_statuses text[],
     payment_ids text[], order_ids text[], amounts numeric[], currencies text[],
-    responses jsonb[], error_codes text[], errors text[],
+    responses jsonb[], error_codes text[], errors text[], learns boolean[],
     backoff_initial float8, backoff_max float8, give_up_after float8)
 RETURNS TABLE (invoice_id bigint, outcome text, old_status paygw.payment_status,
-               new_status paygw.payment_status, provider_status text, learn boolean)
+               new_status paygw.payment_status, provider_status text, learnt boolean)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- a handful of rows by key: never a plan cached while the table was small
+SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -132,9 +146,9 @@ BEGIN
     WITH u AS (
         SELECT *
           FROM unnest(ids, leases, new_statuses, provider_statuses, payment_ids,
-                      order_ids, amounts, currencies, responses, error_codes, errors)
+                      order_ids, amounts, currencies, responses, error_codes, errors, learns)
                AS u(id, lease, new_status, provider_status, payment_id, order_id,
-                    amount, currency, response, error_code, error)
+                    amount, currency, response, error_code, error, learn)
     ), c AS (
         SELECT u.*, i.status AS old_status, i.provider, i.account,
                i.payment_id AS have_payment, i.order_id AS have_order,
@@ -150,10 +164,23 @@ BEGIN
                i.created_at + make_interval(secs => give_up_after) <= now() AS too_old
           FROM u JOIN paygw.invoices i ON i.id = u.id
     ), r AS (
-        -- the status each row ends with, and whether it is still polled
+        -- the status each row ends with, whether it is still polled, and the
+        -- ids it learns (each checked through its own unique index)
         SELECT c.*, CASE WHEN c.kind = 'changed' THEN c.new_status ELSE c.old_status END AS final,
                (CASE WHEN c.kind = 'changed' THEN c.new_status ELSE c.old_status END)
-                   IN ('pending', 'authorized') AS open
+                   IN ('pending', 'authorized') AS open,
+               -- (scalar subqueries: one index probe per row, never a hash
+               -- of the whole table)
+               COALESCE(c.learn, false) AND c.kind IN ('changed', 'unchanged')
+                 AND c.have_payment IS NULL AND NULLIF(c.payment_id, '') IS NOT NULL
+                 AND (SELECT o.id FROM paygw.invoices o
+                       WHERE o.account = c.account AND o.payment_id = c.payment_id) IS NULL
+                 AS learn_payment,
+               COALESCE(c.learn, false) AND c.kind IN ('changed', 'unchanged')
+                 AND c.have_order IS NULL AND NULLIF(c.order_id, '') IS NOT NULL
+                 AND (SELECT o.id FROM paygw.invoices o
+                       WHERE o.account = c.account AND o.order_id = c.order_id) IS NULL
+                 AS learn_order
           FROM c
     ), upd AS (
         UPDATE paygw.invoices i
@@ -177,6 +204,8 @@ BEGIN
                updated_at = CASE WHEN r.kind = 'changed' THEN now() ELSE i.updated_at END,
                next_check_at = CASE WHEN r.open AND NOT r.too_old THEN r.next_at END,
                gave_up_at = CASE WHEN r.open AND r.too_old THEN now() ELSE i.gave_up_at END,
+               payment_id = CASE WHEN r.learn_payment THEN r.payment_id ELSE i.payment_id END,
+               order_id = CASE WHEN r.learn_order THEN r.order_id ELSE i.order_id END,
                lease_until = NULL, lease_token = NULL
           FROM r
          WHERE i.id = r.id AND r.kind <> 'lost'
@@ -200,38 +229,16 @@ BEGIN
     SELECT r.id,
            CASE WHEN r.kind IN ('unchanged', 'error') AND r.open AND r.too_old THEN 'gave_up'
                 ELSE r.kind END,
-           r.old_status, r.new_status, r.provider_status,
-           r.kind IN ('changed', 'unchanged')
-             AND ((r.have_payment IS NULL AND NULLIF(r.payment_id, '') IS NOT NULL)
-                  OR (r.have_order IS NULL AND NULLIF(r.order_id, '') IS NOT NULL))
+           r.old_status, r.new_status, r.provider_status, r.learn_payment OR r.learn_order
       FROM r CROSS JOIN (SELECT count(*) FROM nt) AS sent
      ORDER BY r.id;
 END;
 $$;
 REVOKE ALL ON FUNCTION paygw.apply_checks(bigint[], bigint[], paygw.payment_status[], text[],
                                           text[], text[], numeric[], text[], jsonb[], text[],
-                                          text[], float8, float8, float8)
+                                          text[], boolean[], float8, float8, float8)
     FROM PUBLIC;
 
--- Fill in an id a reply taught us, best effort: the caller runs this in a
--- subtransaction and ignores a refusal (an id the validation trigger
--- rejects, one another invoice has, a row another session holds).  Changing
--- a key column needs FOR UPDATE, which a foreign key's FOR KEY SHARE blocks:
--- NOWAIT, so the worker never waits for it.
-CREATE FUNCTION paygw.learn_ids(invoice_id bigint, payment_id text, order_id text)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM 1 FROM paygw.invoices i WHERE i.id = learn_ids.invoice_id FOR UPDATE NOWAIT;
-    UPDATE paygw.invoices i
-       SET payment_id = COALESCE(i.payment_id, NULLIF(learn_ids.payment_id, '')),
-           order_id = COALESCE(i.order_id, NULLIF(learn_ids.order_id, ''))
-     WHERE i.id = learn_ids.invoice_id;
-END;
-$$;
-REVOKE ALL ON FUNCTION paygw.learn_ids(bigint, text, text) FROM PUBLIC;
 
 -- Checking a single invoice needs one: NULL is no invoice at all.
 ALTER FUNCTION @extschema@.paygw_check_invoice(bigint) STRICT;
@@ -258,3 +265,32 @@ REVOKE ALL ON FUNCTION paygw.worker_info() FROM PUBLIC;
 
 -- The same columns as before, and the new ones after them.
 CREATE OR REPLACE VIEW paygw.worker_status AS SELECT * FROM paygw.worker_info();
+
+-- Wake the worker only for rows that become due sooner: inserted ones, and
+-- updates that move next_check_at earlier (or set it on a row that had none).
+-- The worker's own rescheduling moves it later or clears it, and no longer
+-- queues a trigger event per row.
+DROP TRIGGER invoices_wake_worker ON paygw.invoices;
+CREATE TRIGGER invoices_wake_worker
+    AFTER INSERT ON paygw.invoices
+    FOR EACH ROW EXECUTE FUNCTION paygw.wake_worker();
+CREATE TRIGGER invoices_wake_worker_sooner
+    AFTER UPDATE OF next_check_at ON paygw.invoices
+    FOR EACH ROW
+    WHEN (NEW.next_check_at IS NOT NULL
+          AND (OLD.next_check_at IS NULL OR NEW.next_check_at < OLD.next_check_at))
+    EXECUTE FUNCTION paygw.wake_worker();
+
+-- Validate a row when it is inserted, and on update only when a column it
+-- checks really changes (the worker's apply names payment_id and order_id in
+-- its UPDATE for the rows that learn one, and would fire it for every row).
+DROP TRIGGER invoices_validate ON paygw.invoices;
+CREATE TRIGGER invoices_validate
+    BEFORE INSERT ON paygw.invoices
+    FOR EACH ROW EXECUTE FUNCTION paygw.invoices_validate();
+CREATE TRIGGER invoices_validate_update
+    BEFORE UPDATE OF provider, account, payment_id, order_id ON paygw.invoices
+    FOR EACH ROW
+    WHEN (NEW.provider IS DISTINCT FROM OLD.provider OR NEW.account IS DISTINCT FROM OLD.account
+          OR NEW.payment_id IS DISTINCT FROM OLD.payment_id OR NEW.order_id IS DISTINCT FROM OLD.order_id)
+    EXECUTE FUNCTION paygw.invoices_validate();

@@ -45,14 +45,14 @@
 #include "reconcile.h"
 
 /* the outcome columns of paygw.apply_checks, in its argument order */
-#define APPLY_NARGS 14
+#define APPLY_NARGS 15
 
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr claim_one_plan = NULL;
 static SPIPlanPtr lock_plan = NULL;
 static SPIPlanPtr exists_plan = NULL;
 static SPIPlanPtr apply_plan = NULL;
-static SPIPlanPtr learn_plan = NULL;
+static SPIPlanPtr lock_learn_plan = NULL;
 static SPIPlanPtr release_plan = NULL;
 
 /* account name -> small integer, for the per-account concurrency cap */
@@ -203,6 +203,8 @@ paygw_reconcile_claim(MemoryContext parent, int max_invoices, int64 run,
 		account = SPI_getvalue(tuple, desc, 3);
 		payment_id = SPI_getvalue(tuple, desc, 4);
 		order_id = SPI_getvalue(tuple, desc, 5);
+		item->row_has_payment_id = payment_id != NULL;
+		item->row_has_order_id = order_id != NULL;
 		item->prepared = paygw_call_prepare(&item->call, provider,
 											payment_id ? payment_id : order_id,
 											account,
@@ -232,6 +234,28 @@ void
 paygw_reconcile_free(PaygwItem *item)
 {
 	MemoryContextDelete(item->cxt);
+}
+
+/*
+ * Prepare a statement over a few invoice ids once, planned afresh for each
+ * execution (a plan made while the table was small would scan all of it
+ * once it has grown).
+ */
+static SPIPlanPtr
+prepare_custom_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*plan = p;
+	}
+	return *plan;
 }
 
 /* A one-dimensional array of n datums of type elemtype (nulls[k]: NULL). */
@@ -340,10 +364,10 @@ text_or_null(const char *s, bool *isnull)
 static void
 apply_args(PaygwItem **items, int n, bool failed, Datum *values)
 {
-	Datum	   *cols[11];
-	bool	   *nulls[11];
+	Datum	   *cols[12];
+	bool	   *nulls[12];
 
-	for (int c = 0; c < 11; c++)
+	for (int c = 0; c < 12; c++)
 	{
 		cols[c] = palloc(sizeof(Datum) * Max(1, n));
 		nulls[c] = palloc(sizeof(bool) * Max(1, n));
@@ -385,6 +409,8 @@ apply_args(PaygwItem **items, int n, bool failed, Datum *values)
 									   ? psprintf("%s: %s", item->err.message, item->err.detail)
 									   : item->err.message, &nulls[10][i]);
 		}
+		cols[11][i] = BoolGetDatum(ok && item->learn);
+		nulls[11][i] = false;
 	}
 	values[0] = array_datum(cols[0], nulls[0], n, INT8OID);
 	values[1] = array_datum(cols[1], nulls[1], n, INT8OID);
@@ -395,9 +421,10 @@ apply_args(PaygwItem **items, int n, bool failed, Datum *values)
 	values[8] = array_datum(cols[8], nulls[8], n, JSONBOID);
 	values[9] = array_datum(cols[9], nulls[9], n, TEXTOID);
 	values[10] = array_datum(cols[10], nulls[10], n, TEXTOID);
-	values[11] = Float8GetDatum((double) paygw_backoff_initial_s);
-	values[12] = Float8GetDatum((double) paygw_backoff_max_s);
-	values[13] = Float8GetDatum((double) paygw_give_up_after_s);
+	values[11] = array_datum(cols[11], nulls[11], n, BOOLOID);
+	values[12] = Float8GetDatum((double) paygw_backoff_initial_s);
+	values[13] = Float8GetDatum((double) paygw_backoff_max_s);
+	values[14] = Float8GetDatum((double) paygw_give_up_after_s);
 }
 
 /* Find the item with this invoice id among items[0..n-1] (ids are unique). */
@@ -423,7 +450,7 @@ apply_in_subxact(PaygwItem **items, int n, bool failed, bool warn,
 {
 	static Oid	types[APPLY_NARGS] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 		TEXTARRAYOID, TEXTARRAYOID, NUMERICARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
-	TEXTARRAYOID, TEXTARRAYOID, FLOAT8OID, FLOAT8OID, FLOAT8OID};
+	TEXTARRAYOID, TEXTARRAYOID, BOOLARRAYOID, FLOAT8OID, FLOAT8OID, FLOAT8OID};
 	MemoryContext cxt = CurrentMemoryContext;
 	SPIPlanPtr	plan;
 	Datum		values[APPLY_NARGS];
@@ -431,7 +458,7 @@ apply_in_subxact(PaygwItem **items, int n, bool failed, bool warn,
 
 	plan = paygw_spi_prepare_once(&apply_plan,
 								  "SELECT * FROM paygw.apply_checks($1, $2, $3::paygw.payment_status[],"
-								  " $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+								  " $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
 								  APPLY_NARGS, types);
 	apply_args(items, n, failed, values);
 
@@ -463,8 +490,6 @@ apply_in_subxact(PaygwItem **items, int n, bool failed, bool warn,
 						errdetail("The gateway's status is \"%s\"; %s invoices cannot become %s.",
 								  SPI_getvalue(tuple, desc, 5), SPI_getvalue(tuple, desc, 3),
 								  SPI_getvalue(tuple, desc, 4)));
-			if (!failed && DatumGetBool(SPI_getbinval(tuple, desc, 6, &isnull)) && !isnull)
-				item->learn = true; /* the reply named an id the row lacks */
 		}
 		for (int i = 0; i < n; i++)
 			if (items[i]->outcome == PAYGW_OUTCOME_NONE)
@@ -489,10 +514,7 @@ apply_in_subxact(PaygwItem **items, int n, bool failed, bool warn,
 			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
 			ReThrowError(edata);
 		for (int i = 0; i < n; i++)
-		{
 			items[i]->outcome = PAYGW_OUTCOME_NONE;
-			items[i]->learn = false;
-		}
 		if (warn)
 			ereport(WARNING,
 					errmsg("could not record the check of invoice %lld: %s",
@@ -506,59 +528,6 @@ apply_in_subxact(PaygwItem **items, int n, bool failed, bool warn,
 	}
 	PG_END_TRY();
 	return done;
-}
-
-/*
- * Fill in the id a reply named and the row lacks, in a subtransaction; a
- * refusal (an id another invoice has, one the validation trigger rejects,
- * the row held by another session) is ignored: it is learnt on a later check.
- */
-static void
-learn_ids(PaygwItem *item, ResourceOwner oldowner)
-{
-	static Oid	types[3] = {INT8OID, TEXTOID, TEXTOID};
-	MemoryContext cxt = CurrentMemoryContext;
-	SPIPlanPtr	plan = paygw_spi_prepare_once(&learn_plan,
-											  "SELECT paygw.learn_ids($1, $2, $3)", 3, types);
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
-	bool		isnull;
-
-	values[0] = Int64GetDatum(item->invoice_id);
-	values[1] = text_or_null(item->res.payment_id, &isnull);
-	nulls[1] = isnull ? 'n' : ' ';
-	values[2] = text_or_null(item->res.order_id, &isnull);
-	nulls[2] = isnull ? 'n' : ' ';
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "paygw.learn_ids failed");
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = oldowner;
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
-			ReThrowError(edata);
-		ereport(DEBUG1,
-				errmsg_internal("invoice %lld: the id from the reply was not stored: %s",
-								(long long) item->invoice_id, edata->message));
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
 }
 
 static void
@@ -623,32 +592,70 @@ paygw_reconcile_apply(PaygwItem **items, int n, PaygwApplyStats *stats)
 		elog(ERROR, "SPI_connect failed");
 	MemoryContextSwitchTo(applycxt);
 
-	for (int i = 0; i < n; i++)
-	{
-		interpret(items[i], stats);
-		items[i]->outcome = PAYGW_OUTCOME_NONE;
-		items[i]->learn = false;
-	}
-
-	/* 1. lock the rows; those another session holds are busy (or gone) */
-	nids = ids_returned(paygw_spi_prepare_once(&lock_plan,
-											   "SELECT i.id FROM paygw.invoices i"
-											   " WHERE i.id OPERATOR(pg_catalog.=) ANY ($1)"
-											   " FOR NO KEY UPDATE SKIP LOCKED",
-											   1, (Oid[]) {INT8ARRAYOID}),
-						items, n, &ids);
 	locked = palloc(sizeof(PaygwItem *) * n);
 	missing = palloc(sizeof(PaygwItem *) * n);
 	for (int i = 0; i < n; i++)
 	{
-		if (id_in(items[i]->invoice_id, ids, nids))
+		PaygwItem  *item = items[i];
+
+		interpret(item, stats);
+		item->outcome = PAYGW_OUTCOME_NONE;
+		/* the reply names an id the row lacks: learn it if the row is free */
+		item->learn = item->ok &&
+			((!item->row_has_payment_id && item->res.payment_id && item->res.payment_id[0]) ||
+			 (!item->row_has_order_id && item->res.order_id && item->res.order_id[0]));
+		if (item->learn)
+			missing[nmissing++] = item;
+	}
+
+	/*
+	 * 1. lock the rows.  Those that learn an id need FOR UPDATE (a key
+	 * column changes), which a foreign key's FOR KEY SHARE blocks: such a row
+	 * is applied without learning.  The rest FOR NO KEY UPDATE.  Rows another
+	 * session holds are busy (or gone).
+	 */
+	if (nmissing > 0)
+	{
+		nids = ids_returned(prepare_custom_once(&lock_learn_plan,
+												"SELECT i.id FROM paygw.invoices i"
+												" WHERE i.id OPERATOR(pg_catalog.=) ANY ($1)"
+												" FOR UPDATE SKIP LOCKED",
+												1, (Oid[]) {INT8ARRAYOID}),
+							missing, nmissing, &ids);
+		for (int i = 0; i < nmissing; i++)
+			if (!id_in(missing[i]->invoice_id, ids, nids))
+				missing[i]->learn = false;
+		nmissing = 0;
+	}
+	for (int i = 0; i < n; i++)
+		if (items[i]->learn)
 			locked[nlocked++] = items[i];
 		else
 			missing[nmissing++] = items[i];
+	if (nmissing > 0)
+	{
+		PaygwItem **rest = missing;
+		int			nrest = nmissing;
+
+		missing = palloc(sizeof(PaygwItem *) * n);
+		nmissing = 0;
+		nids = ids_returned(prepare_custom_once(&lock_plan,
+												"SELECT i.id FROM paygw.invoices i"
+												" WHERE i.id OPERATOR(pg_catalog.=) ANY ($1)"
+												" FOR NO KEY UPDATE SKIP LOCKED",
+												1, (Oid[]) {INT8ARRAYOID}),
+							rest, nrest, &ids);
+		for (int i = 0; i < nrest; i++)
+		{
+			if (id_in(rest[i]->invoice_id, ids, nids))
+				locked[nlocked++] = rest[i];
+			else
+				missing[nmissing++] = rest[i];
+		}
 	}
 	if (nmissing > 0)
 	{
-		nids = ids_returned(paygw_spi_prepare_once(&exists_plan,
+		nids = ids_returned(prepare_custom_once(&exists_plan,
 												   "SELECT i.id FROM paygw.invoices i"
 												   " WHERE i.id OPERATOR(pg_catalog.=) ANY ($1)",
 												   1, (Oid[]) {INT8ARRAYOID}),
@@ -659,12 +666,20 @@ paygw_reconcile_apply(PaygwItem **items, int n, PaygwApplyStats *stats)
 	}
 
 	/* 2. all locked rows in one statement; 3. one by one if that fails */
-	if (nlocked > 0 && !apply_in_subxact(locked, nlocked, false, nlocked == 1, oldowner))
+	if (nlocked > 0 &&
+		!apply_in_subxact(locked, nlocked, false, nlocked == 1 && !locked[0]->learn, oldowner))
 	{
 		for (int i = 0; i < nlocked; i++)
 		{
-			if (nlocked > 1 && apply_in_subxact(&locked[i], 1, false, true, oldowner))
+			if (nlocked > 1 && apply_in_subxact(&locked[i], 1, false, !locked[i]->learn, oldowner))
 				continue;
+			/* an id the validation trigger refuses: apply without learning it */
+			if (locked[i]->learn)
+			{
+				locked[i]->learn = false;
+				if (apply_in_subxact(&locked[i], 1, false, true, oldowner))
+					continue;
+			}
 			/*
 			 * The outcome cannot be written (see the WARNING).  Record that
 			 * as an error instead, so the invoice is rescheduled and its
@@ -681,11 +696,7 @@ paygw_reconcile_apply(PaygwItem **items, int n, PaygwApplyStats *stats)
 	}
 
 	for (int i = 0; i < n; i++)
-	{
-		if (items[i]->learn)
-			learn_ids(items[i], oldowner);
 		count_outcome(stats, items[i]->outcome);
-	}
 
 	SPI_finish();
 	MemoryContextSwitchTo(oldcxt);

@@ -47,7 +47,9 @@ typedef struct PaygwItem
 	bool		ok;				/* res is valid; else err says why */
 	PaygwStatusResult res;
 	PaygwOutcome outcome;
-	bool		learn;			/* the reply named an id the row lacks */
+	bool		row_has_payment_id; /* the row had these ids when claimed */
+	bool		row_has_order_id;
+	bool		learn;			/* fill in an id the reply named */
 } PaygwItem;
 
 /* What applying a set of outcomes did. */

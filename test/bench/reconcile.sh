@@ -3,7 +3,8 @@
 #
 #   bash test/bench/reconcile.sh [N] [DELAY_MS] [C]
 #   env: BASELINE_N (default 200), MEMORY_N (default 0: skip; e.g. 100000),
-#        IDLE_N (default 1000000; 0: skip)
+#        IDLE_N (default 1000000; 0: skip),
+#        PERF_OUT (a file: `perf record -g` of the worker during the first C run)
 #
 # Starts its own cluster (paygw preloaded, worker in database "postgres")
 # and emulator, tracks N invoices (N default 4000) with one paygw_track
@@ -128,7 +129,15 @@ printf 'baseline  C=1:  %6d invoices  %8s/s  ideal %7s/s  ratio %.2f  worker Rss
     "$BASELINE_N" "$base_rate" "$base_ideal" "$(python3 -c "print($base_rate / $base_ideal)")" "$peak_kb" "$cpu_per_k"
 
 set_concurrency "$C"
+if [[ -n ${PERF_OUT:-} ]]; then
+    perf record -q -g -F 999 -o "$PERF_OUT" -p "$(worker_pid)" >/dev/null 2>&1 &
+    perf_pid=$!
+    sleep 0.5
+fi
 run "$N"
+if [[ -n ${PERF_OUT:-} ]]; then
+    kill -INT "$perf_pid"; wait "$perf_pid" || true
+fi
 ideal=$(python3 -c "print(f'{$C * 1000 / $DELAY:.1f}')")
 ratio=$(python3 -c "print(f'{$rate / $ideal:.2f}')")
 mem_n=$(rss_kb "$(worker_pid)")
