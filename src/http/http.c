@@ -99,19 +99,37 @@ paygw_http_init(void)
 
 /*
  * Append a header to a request.  Values are copied into CurrentMemoryContext.
+ *
+ * A CR or LF would end the header line and start another one of the
+ * value's choosing.  The credential trigger refuses them already; this
+ * refuses them again wherever a value comes from, with err filled (PW006:
+ * every variable header value is, or derives from, a credential).  The
+ * message names the header, never its value.
  */
-void
+bool
 paygw_http_add_header(PaygwHttpRequest *req, const char *name,
-					  const char *value, bool sensitive)
+					  const char *value, bool sensitive, PaygwError *err)
 {
 	if (req->nheaders >= PAYGW_HTTP_MAX_HEADERS)
 		elog(ERROR, "too many HTTP headers");
+	if (strpbrk(name, "\r\n:") != NULL)
+		elog(ERROR, "invalid HTTP header name");
+	if (strpbrk(value, "\r\n") != NULL)
+	{
+		paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL,
+						"value of HTTP header \"%s\" contains a line break", name);
+		paygw_error_detail(err, "The %s request was not sent; the value is not shown.",
+						   req->label ? req->label : "gateway");
+		paygw_error_hint(err, "Correct the account's merchant_id or secret in paygw.credentials.");
+		return false;
+	}
 	req->headers[req->nheaders].name = name;
 	req->headers[req->nheaders].value = pstrdup(value);
 	req->headers[req->nheaders].sensitive = sensitive;
 	if (sensitive)
 		paygw_wipe_on_reset(req->headers[req->nheaders].value);
 	req->nheaders++;
+	return true;
 }
 
 static CURLM *

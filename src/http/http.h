@@ -58,8 +58,9 @@ typedef struct PaygwHttpResponse
 typedef struct PaygwHttpPool PaygwHttpPool;
 
 extern void paygw_http_init(void);
-extern void paygw_http_add_header(PaygwHttpRequest *req, const char *name,
-								  const char *value, bool sensitive);
+extern bool paygw_http_add_header(PaygwHttpRequest *req, const char *name,
+								  const char *value, bool sensitive,
+								  PaygwError *err);
 extern PaygwHttpPool *paygw_http_pool_create(int max_concurrency,
 											 int max_per_group);
 extern void paygw_http_pool_add(PaygwHttpPool *pool, PaygwHttpRequest *req,

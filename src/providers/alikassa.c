@@ -76,11 +76,10 @@ alikassa_build_request(PaygwAccount *account, PaygwLookup lookup,
 	req->url = psprintf("%s/v1/payment/status", account->base_url);
 	req->body = body;
 	req->body_len = strlen(body);
-	paygw_http_add_header(req, "Content-Type", "application/json", false);
-	paygw_http_add_header(req, "Accept", "application/json", false);
-	paygw_http_add_header(req, "Account", account->merchant_id, false);
-	paygw_http_add_header(req, "Sign", signature, false);
-	return true;
+	return paygw_http_add_header(req, "Content-Type", "application/json", false, err) &&
+		paygw_http_add_header(req, "Accept", "application/json", false, err) &&
+		paygw_http_add_header(req, "Account", account->merchant_id, false, err) &&
+		paygw_http_add_header(req, "Sign", signature, false, err);
 }
 
 /*
