@@ -83,18 +83,50 @@ static CURL **easy_pool = NULL;
 static int	easy_pool_free = 0;
 static int	easy_pool_size = 0;
 static PaygwHttpPool *active_pool = NULL;
-static const char *system_ca_path = NULL;	/* libcurl's default CA directory */
+static curl_version_info_data *curl_info = NULL;
 
 /* Called once from _PG_init. */
 void
 paygw_http_init(void)
 {
-	curl_version_info_data *info;
-
 	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
 		elog(ERROR, "libcurl could not be initialized");
-	info = curl_version_info(CURLVERSION_NOW);
-	system_ca_path = info->capath;
+	curl_info = curl_version_info(CURLVERSION_NOW);
+}
+
+/*
+ * What the libcurl in use offers (static strings, owned by libcurl).
+ */
+void
+paygw_http_describe(PaygwHttpInfo *info)
+{
+	info->libcurl_version = curl_info->version;
+	info->ssl_backend = curl_info->ssl_version;
+	info->async_resolver = (curl_info->features & CURL_VERSION_ASYNCHDNS) != 0;
+	info->ca_bundle = curl_info->cainfo;
+	info->ca_path = curl_info->capath;
+}
+
+/*
+ * Once per process, at the first transfer: a WARNING when libcurl resolves
+ * host names with a blocking getaddrinfo().  With CURLOPT_NOSIGNAL (which a
+ * backend needs) nothing can interrupt that call, so cancel and the
+ * timeouts wait until it returns.
+ */
+static void
+warn_blocking_resolver(void)
+{
+	static bool checked = false;
+
+	if (checked)
+		return;
+	checked = true;
+	if ((curl_info->features & CURL_VERSION_ASYNCHDNS) == 0)
+		ereport(WARNING,
+				errcode(ERRCODE_WARNING),
+				errmsg("libcurl %s has no asynchronous DNS resolver", curl_info->version),
+				errdetail("Query cancel, statement_timeout and paygw.timeout cannot interrupt a call while it resolves a host name."),
+				errhint("Use a libcurl built with its threaded resolver or with c-ares, as distributions ship it; paygw.http_info() shows what was detected."));
 }
 
 /*
@@ -355,8 +387,8 @@ transfer_setup(Transfer *t, PaygwHttpRequest *req)
 	if (paygw_ca_file != NULL && paygw_ca_file[0] != '\0')
 	{
 		ok &= curl_easy_setopt(e, CURLOPT_CAINFO, paygw_ca_file) == CURLE_OK;
-		if (system_ca_path != NULL)
-			ok &= curl_easy_setopt(e, CURLOPT_CAPATH, system_ca_path) == CURLE_OK;
+		if (curl_info->capath != NULL)
+			ok &= curl_easy_setopt(e, CURLOPT_CAPATH, curl_info->capath) == CURLE_OK;
 	}
 	if (strcmp(req->method, "POST") == 0)
 	{
@@ -479,6 +511,7 @@ paygw_http_pool_create(int max_concurrency, int max_per_group)
 
 	if (active_pool != NULL)
 		elog(ERROR, "paygw HTTP client re-entered");
+	warn_blocking_resolver();
 	(void) get_multi();
 	pool = palloc0(sizeof(PaygwHttpPool));
 	pool->cxt = CurrentMemoryContext;
