@@ -479,8 +479,10 @@ ca_blob_get(const char *label, PaygwError *err)
 
 	memset(&bundle, 0, sizeof(FileStamp));
 	memset(&extra, 0, sizeof(FileStamp));
-	if (curl_info->cainfo != NULL)
-		(void) append_file(curl_info->cainfo, &data, &len, &bundle);
+	/* unreadable: remember its stamp anyway, so it is retried only once changed */
+	if (curl_info->cainfo != NULL &&
+		append_file(curl_info->cainfo, &data, &len, &bundle) != 0)
+		stamp_path(curl_info->cainfo, &bundle);
 	start = len;
 	rc = append_file(paygw_ca_file, &data, &len, &extra);
 	/* a file without certificates would leave the system's trust alone */
