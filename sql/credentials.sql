@@ -95,6 +95,26 @@ SELECT paygw_try($$SELECT paygw_status('alikassa', '100000537')$$);
 UPDATE paygw.credentials SET secret = :'pem', secret_password = 'test-alikassa-pass' WHERE name = 'ak';
 SELECT status FROM paygw_status('alikassa', '100000537');
 
+-- a line break in a header value is refused by the HTTP layer too, not
+-- only by the validation trigger: rows written with the trigger bypassed
+-- (replica mode, superuser only) fail with PW006 before anything is sent,
+-- and the message names the header, never its value
+SET session_replication_role = replica;
+INSERT INTO paygw.credentials (name, provider, merchant_id, secret, base_url)
+SELECT 'mo-crlf', provider, merchant_id, 'secret-value-16' || E'\r\nX-Injected: 1', base_url
+  FROM paygw.credentials WHERE name = 'mo';
+INSERT INTO paygw.credentials (name, provider, merchant_id, secret, base_url)
+SELECT 'ob-lf', provider, merchant_id || E'\nX-Injected: 1', secret, base_url
+  FROM paygw.credentials WHERE name = 'ob';
+RESET session_replication_role;
+SELECT paygw_try($$SELECT paygw_status('morune', 'a3e9ff6f-c5c1-4bcd-854e-4bc995b1a001', 'mo-crlf')$$, true);
+SELECT paygw_try($$SELECT paygw_status('obmenka', '79DF-60B0-1702', 'ob-lf')$$, true);
+SELECT paygw_try($$SELECT paygw_request('morune', 'a3e9ff6f-c5c1-4bcd-854e-4bc995b1a001', 'mo-crlf')$$, true);
+SELECT paygw_try(format('SELECT paygw_status(%L, %L, %L)', p, id, a), true) ~ '(Injected|secret-value)' AS value_shown
+  FROM (VALUES ('morune', 'a3e9ff6f-c5c1-4bcd-854e-4bc995b1a001', 'mo-crlf'),
+               ('obmenka', '79DF-60B0-1702', 'ob-lf')) AS t(p, id, a);
+DELETE FROM paygw.credentials WHERE name IN ('mo-crlf', 'ob-lf');
+
 -- no secret written above appears in the errors: the suite's expected
 -- output holds them only inside the statements themselves
 SELECT count(*) AS accounts_after FROM paygw.credentials;

@@ -42,6 +42,15 @@ SELECT paygw_try(format('SELECT paygw_status(%L, %L, %L)', 'okepay', '106', payg
 SELECT paygw_try(format('SELECT paygw_status(%L, %L, %L)', 'obmenka', '79DF-60B0-1702', paygw_fault_account('ob', 'notfound200')));
 SELECT paygw_try(format('SELECT paygw_status(%L, %L, %L)', 'alikassa', '100000537', paygw_fault_account('ak', 'notfound200')));
 SELECT paygw_try(format('SELECT paygw_status(%L, %L, %L)', 'morune', 'a3e9ff6f-c5c1-4bcd-854e-4bc995b1a001', paygw_fault_account('mo', 'notfound200')));
+-- AliKassa says "not found" as a Laravel validation error on the id it was
+-- sent ("The selected id is invalid.", HTTP 400): PW010 by id (above) and by
+-- order id, and whatever the HTTP status
+SELECT paygw_try($$SELECT paygw_status_by_order('alikassa', 'no-such-order', 'ak')$$, true);
+SELECT paygw_try(format('SELECT paygw_status_by_order(%L, %L, %L)', 'alikassa', 'ak-order-537', paygw_fault_account('ak', 'notfound200')), true);
+-- other validation errors stay refusals (PW033), even one about the id's form
+-- next to the "exists" rule's text about another field
+SELECT paygw_try(format('SELECT paygw_status(%L, %L, %L)', 'alikassa', '100000537', paygw_fault_account('ak', 'invalid')), true);
+SELECT paygw_try(format('SELECT paygw_status_by_order(%L, %L, %L)', 'alikassa', 'ak-order-537', paygw_fault_account('ak', 'invalid')), true);
 
 -- now that there are several accounts per provider, NULL is ambiguous (PW003)
 SELECT paygw_try($$SELECT paygw_status('okepay', '106')$$, true);

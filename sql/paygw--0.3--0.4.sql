@@ -294,3 +294,16 @@ CREATE TRIGGER invoices_validate_update
     WHEN (NEW.provider IS DISTINCT FROM OLD.provider OR NEW.account IS DISTINCT FROM OLD.account
           OR NEW.payment_id IS DISTINCT FROM OLD.payment_id OR NEW.order_id IS DISTINCT FROM OLD.order_id)
     EXECUTE FUNCTION paygw.invoices_validate();
+
+-- What the libcurl in use offers: without an asynchronous resolver, cancel
+-- and the timeouts cannot interrupt a host name lookup.  Superuser only.
+CREATE FUNCTION paygw.http_info(
+    OUT libcurl_version text,
+    OUT ssl_backend text,
+    OUT async_resolver boolean,
+    OUT ca_bundle text,
+    OUT ca_path text)
+RETURNS record
+LANGUAGE C VOLATILE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'paygw_http_info';
+REVOKE ALL ON FUNCTION paygw.http_info() FROM PUBLIC;

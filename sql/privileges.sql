@@ -70,6 +70,7 @@ INSERT INTO paygw.credentials (name, provider, merchant_id, secret) VALUES ('evi
 DELETE FROM paygw.credentials;
 SELECT * FROM paygw_request('okepay', '106');
 SELECT paygw.sign('ok', 'x');
+SELECT * FROM paygw.http_info();
 -- nor the settings
 SET paygw.timeout = '10min';
 SET paygw.max_response_size = '64MB';

@@ -23,6 +23,15 @@ SELECT set_config('paygw.key_file', :'workdir' || '/ringopen', false) IS NOT NUL
 SELECT paygw_try($$SELECT paygw.current_key_id()$$, true);
 SELECT set_config('paygw.key_file', :'workdir' || '/missing', false) IS NOT NULL AS set;
 SELECT paygw_try($$SELECT paygw.current_key_id()$$, true);
+-- checked on the opened file: a directory and a FIFO (which must not block
+-- the open) are not regular files
+\! d=$PAYGW_WORKDIR; mkdir -m 700 $d/ringdir; mkfifo -m 600 $d/ringfifo; chown --reference=$d/data $d/ringdir $d/ringfifo && echo made
+SELECT set_config('paygw.key_file', :'workdir' || '/ringdir', false) IS NOT NULL AS set;
+SELECT paygw_try($$SELECT paygw.current_key_id()$$, true);
+SET statement_timeout = '5s';
+SELECT set_config('paygw.key_file', :'workdir' || '/ringfifo', false) IS NOT NULL AS set;
+SELECT paygw_try($$SELECT paygw.current_key_id()$$, true);
+RESET statement_timeout;
 SELECT set_config('paygw.key_file', :'workdir' || '/ringbad', false) IS NOT NULL AS set;
 SELECT paygw_try($$INSERT INTO paygw.credentials (name, provider, merchant_id, secret)
                   VALUES ('x', 'okepay', 'shop', 'secret-value-20')$$, true);

@@ -6,6 +6,14 @@
 -- fresh emulator state (request counters drive the flipping payment below)
 \! curl -sf -X POST -o /dev/null "http://127.0.0.1:$PAYGW_EMU_PORT/_control/reset" && echo reset
 
+-- the libcurl in use has an asynchronous resolver (cancel and the timeouts
+-- work during DNS lookups; without one the first call warns), OpenSSL, and
+-- a system trust store paygw.ca_file adds to
+SELECT async_resolver, ssl_backend LIKE 'OpenSSL/%' AS openssl,
+       libcurl_version ~ '^[0-9]+\.[0-9]+\.[0-9]+' AS version,
+       ca_bundle IS NOT NULL OR ca_path IS NOT NULL AS system_trust
+  FROM paygw.http_info();
+
 -- OkePay: gateway ids 101..116, one per documented status (and one unknown);
 -- amounts arrive in cents and come back in major units
 SELECT s.provider, s.account, s.payment_id, s.order_id, s.status, s.provider_status,

@@ -161,11 +161,11 @@ DROP FUNCTION refuse_107();
 SELECT paygw_track('okepay', '109', NULL, 'ok') AS huge \gset
 BEGIN;
 SELECT id FROM paygw.invoices WHERE id = :huge FOR NO KEY UPDATE;
-SELECT invoice_id = :huge AS same, outcome, old_status, new_status, length(provider_status), learn
+SELECT invoice_id = :huge AS same, outcome, old_status, new_status, length(provider_status), learnt
   FROM paygw.apply_checks(ARRAY[:huge]::bigint[], ARRAY[NULL]::bigint[], ARRAY['paid']::paygw.payment_status[],
                           ARRAY[repeat('s', 9000)], ARRAY[NULL]::text[], ARRAY[repeat('o', 9000)],
                           ARRAY[NULL]::numeric[], ARRAY[NULL]::text[], ARRAY[NULL]::jsonb[],
-                          ARRAY[NULL]::text[], ARRAY[NULL]::text[], 10, 40, 86400);
+                          ARRAY[NULL]::text[], ARRAY[NULL]::text[], ARRAY[false], 10, 40, 86400);
 COMMIT;
 SELECT status, length(provider_status) FROM paygw.invoices WHERE id = :huge;
 
@@ -176,7 +176,7 @@ UPDATE paygw.invoices SET lease_until = now() + interval '1 hour', lease_token =
 SELECT outcome FROM paygw.apply_checks(ARRAY[:stolen]::bigint[], ARRAY[41]::bigint[], ARRAY['paid']::paygw.payment_status[],
                           ARRAY['confirmed'], ARRAY[NULL]::text[], ARRAY[NULL]::text[],
                           ARRAY[NULL]::numeric[], ARRAY[NULL]::text[], ARRAY[NULL]::jsonb[],
-                          ARRAY[NULL]::text[], ARRAY[NULL]::text[], 10, 40, 86400);
+                          ARRAY[NULL]::text[], ARRAY[NULL]::text[], ARRAY[false], 10, 40, 86400);
 SELECT status, check_count, lease_token FROM paygw.invoices WHERE id = :stolen;
 -- ... and claimed at once by a worker of another run, not by paygw_refresh
 SELECT count(*) AS refresh_claims FROM paygw.claim_due(10, NULL, NULL) WHERE id = :stolen;

@@ -144,9 +144,32 @@ parse_keyring(char *text, Keyring *kr, PaygwError *err)
 }
 
 /*
+ * The checks a keyring file must pass, on its stat data: a regular file of
+ * the server's user, private to it, neither empty nor huge.  false with err
+ * filled.
+ */
+static bool
+check_keyring_stat(const struct stat *st, PaygwError *err)
+{
+	if (!S_ISREG(st->st_mode) || st->st_uid != geteuid())
+		return key_error(err, "The file is not a regular file owned by the server's user.");
+	if ((st->st_mode & (S_IRWXG | S_IRWXO)) != 0)
+		return key_error(err, "The file is accessible to its group or to others.");
+	if (st->st_size <= 0 || st->st_size > MAX_KEYRING_FILE)
+		return key_error(err, "The file is empty or too large.");
+	return true;
+}
+
+/*
  * The keyring named by paygw.key_file, loading it when the setting or the
  * file changed.  NULL when the setting is empty (plaintext mode) -- with
  * err->code PAYGW_OK -- or on error, with err filled.
+ *
+ * The file is opened first and everything is checked on the open
+ * descriptor (fstat), so the checks and the bytes read are about the same
+ * file even if the path is replaced meanwhile.  O_NONBLOCK keeps a FIFO at
+ * that path from blocking the open; it is then refused as not a regular
+ * file.
  */
 static Keyring *
 get_keyring(PaygwError *err)
@@ -164,8 +187,22 @@ get_keyring(PaygwError *err)
 		drop_keyring();
 		return NULL;
 	}
-	if (stat(paygw_key_file, &st) != 0)
+	fd = OpenTransientFile(paygw_key_file, O_RDONLY | O_NONBLOCK | PG_BINARY);
+	if (fd < 0)
 	{
+		/*
+		 * Only to say why: a file we may not open is usually one that fails
+		 * the checks (another owner, say).  Nothing is read from it.
+		 */
+		if (stat(paygw_key_file, &st) != 0)
+			key_error(err, "The file does not exist or cannot be read.");
+		else if (check_keyring_stat(&st, err))
+			key_error(err, "The file cannot be opened by the server.");
+		return NULL;
+	}
+	if (fstat(fd, &st) != 0)
+	{
+		CloseTransientFile(fd);
 		key_error(err, "The file does not exist or cannot be read.");
 		return NULL;
 	}
@@ -174,33 +211,19 @@ get_keyring(PaygwError *err)
 		keyring->mtime.tv_sec == st.st_mtim.tv_sec &&
 		keyring->mtime.tv_nsec == st.st_mtim.tv_nsec &&
 		keyring->size == st.st_size)
+	{
+		CloseTransientFile(fd);
 		return keyring;
+	}
 
 	drop_keyring();
-	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid())
+	if (!check_keyring_stat(&st, err))
 	{
-		key_error(err, "The file is not a regular file owned by the server's user.");
-		return NULL;
-	}
-	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
-	{
-		key_error(err, "The file is accessible to its group or to others.");
-		return NULL;
-	}
-	if (st.st_size <= 0 || st.st_size > MAX_KEYRING_FILE)
-	{
-		key_error(err, "The file is empty or too large.");
+		CloseTransientFile(fd);
 		return NULL;
 	}
 
 	text = palloc(st.st_size + 1);
-	fd = OpenTransientFile(paygw_key_file, O_RDONLY | PG_BINARY);
-	if (fd < 0)
-	{
-		pfree(text);
-		key_error(err, "The file cannot be opened by the server.");
-		return NULL;
-	}
 	got = read(fd, text, st.st_size);
 	CloseTransientFile(fd);
 	if (got != st.st_size)

@@ -35,6 +35,7 @@ PG_FUNCTION_INFO_V1(paygw_credentials_validate);
 PG_FUNCTION_INFO_V1(paygw_provider_list);
 PG_FUNCTION_INFO_V1(paygw_sign);
 PG_FUNCTION_INFO_V1(paygw_current_key_id_sql);
+PG_FUNCTION_INFO_V1(paygw_http_info);
 
 static char *
 text_arg(FunctionCallInfo fcinfo, int n)
@@ -761,4 +762,26 @@ paygw_current_key_id_sql(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	}
 	PG_RETURN_TEXT_P(cstring_to_text(id));
+}
+
+/*
+ * paygw.http_info() -> (libcurl_version, ssl_backend, async_resolver,
+ * ca_bundle, ca_path): what the libcurl in use offers.
+ */
+Datum
+paygw_http_info(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc = result_tupdesc(fcinfo);
+	PaygwHttpInfo info;
+	Datum		values[5];
+	bool		nulls[5];
+
+	paygw_http_describe(&info);
+	values[0] = text_or_null(info.libcurl_version, &nulls[0]);
+	values[1] = text_or_null(info.ssl_backend, &nulls[1]);
+	values[2] = BoolGetDatum(info.async_resolver);
+	nulls[2] = false;
+	values[3] = text_or_null(info.ca_bundle, &nulls[3]);
+	values[4] = text_or_null(info.ca_path, &nulls[4]);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -22,6 +22,10 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <curl/curl.h>
 
 #include "lib/ilist.h"
@@ -29,6 +33,7 @@
 #include "portability/instr_time.h"
 #include "postmaster/interrupt.h"
 #include "postmaster/postmaster.h"
+#include "storage/fd.h"
 #include "storage/pmsignal.h"
 #include "utils/memutils.h"
 
@@ -44,6 +49,9 @@
 
 /* largest reply header value we keep */
 #define MAX_CAPTURED_HEADER 512
+
+/* largest CA file (system bundle or paygw.ca_file) we read */
+#define MAX_CA_FILE (16 * 1024 * 1024)
 
 typedef struct Transfer
 {
@@ -64,8 +72,35 @@ typedef struct Transfer
 	size_t		capture_name_len;
 	char	   *captured;		/* malloc'd */
 	bool		active;			/* added to the multi handle */
+	bool		setup_failed;	/* not started: setup_err says why */
+	PaygwError	setup_err;
 	char		errbuf[CURL_ERROR_SIZE];
 } Transfer;
+
+/* Identity of a file's content as far as stat() tells: unchanged if equal. */
+typedef struct FileStamp
+{
+	bool		exists;
+	dev_t		dev;
+	ino_t		ino;
+	struct timespec mtime;
+	off_t		size;
+} FileStamp;
+
+/*
+ * The CA blob used while paygw.ca_file is set: libcurl's default CA file
+ * (the system bundle) followed by paygw.ca_file, both as read when their
+ * stamps were taken.  malloc'd; kept for the life of the process and
+ * rebuilt when the setting or either file changes.
+ */
+typedef struct CaBlob
+{
+	char	   *ca_file;		/* the setting it was built for */
+	FileStamp	bundle;
+	FileStamp	extra;
+	char	   *data;
+	size_t		len;
+} CaBlob;
 
 struct PaygwHttpPool
 {
@@ -86,35 +121,86 @@ static CURL **easy_pool = NULL;
 static int	easy_pool_free = 0;
 static int	easy_pool_size = 0;
 static PaygwHttpPool *active_pool = NULL;
-static const char *system_ca_path = NULL;	/* libcurl's default CA directory */
+static curl_version_info_data *curl_info = NULL;
+static CaBlob ca_blob = {0};
 
 /* Called once from _PG_init. */
 void
 paygw_http_init(void)
 {
-	curl_version_info_data *info;
-
 	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
 		elog(ERROR, "libcurl could not be initialized");
-	info = curl_version_info(CURLVERSION_NOW);
-	system_ca_path = info->capath;
+	curl_info = curl_version_info(CURLVERSION_NOW);
+}
+
+/*
+ * What the libcurl in use offers (static strings, owned by libcurl).
+ */
+void
+paygw_http_describe(PaygwHttpInfo *info)
+{
+	info->libcurl_version = curl_info->version;
+	info->ssl_backend = curl_info->ssl_version;
+	info->async_resolver = (curl_info->features & CURL_VERSION_ASYNCHDNS) != 0;
+	info->ca_bundle = curl_info->cainfo;
+	info->ca_path = curl_info->capath;
+}
+
+/*
+ * Once per process, at the first transfer: a WARNING when libcurl resolves
+ * host names with a blocking getaddrinfo().  With CURLOPT_NOSIGNAL (which a
+ * backend needs) nothing can interrupt that call, so cancel and the
+ * timeouts wait until it returns.
+ */
+static void
+warn_blocking_resolver(void)
+{
+	static bool checked = false;
+
+	if (checked)
+		return;
+	checked = true;
+	if ((curl_info->features & CURL_VERSION_ASYNCHDNS) == 0)
+		ereport(WARNING,
+				errcode(ERRCODE_WARNING),
+				errmsg("libcurl %s has no asynchronous DNS resolver", curl_info->version),
+				errdetail("Query cancel, statement_timeout and paygw.timeout cannot interrupt a call while it resolves a host name."),
+				errhint("Use a libcurl built with its threaded resolver or with c-ares, as distributions ship it; paygw.http_info() shows what was detected."));
 }
 
 /*
  * Append a header to a request.  Values are copied into CurrentMemoryContext.
+ *
+ * A CR or LF would end the header line and start another one of the
+ * value's choosing.  The credential trigger refuses them already; this
+ * refuses them again wherever a value comes from, with err filled (PW006:
+ * every variable header value is, or derives from, a credential).  The
+ * message names the header, never its value.
  */
-void
+bool
 paygw_http_add_header(PaygwHttpRequest *req, const char *name,
-					  const char *value, bool sensitive)
+					  const char *value, bool sensitive, PaygwError *err)
 {
 	if (req->nheaders >= PAYGW_HTTP_MAX_HEADERS)
 		elog(ERROR, "too many HTTP headers");
+	if (strpbrk(name, "\r\n:") != NULL)
+		elog(ERROR, "invalid HTTP header name");
+	if (strpbrk(value, "\r\n") != NULL)
+	{
+		paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL,
+						"value of HTTP header \"%s\" contains a line break", name);
+		paygw_error_detail(err, "The %s request was not sent; the value is not shown.",
+						   req->label ? req->label : "gateway");
+		paygw_error_hint(err, "Correct the account's merchant_id or secret in paygw.credentials.");
+		return false;
+	}
 	req->headers[req->nheaders].name = name;
 	req->headers[req->nheaders].value = pstrdup(value);
 	req->headers[req->nheaders].sensitive = sensitive;
 	if (sensitive)
 		paygw_wipe_on_reset(req->headers[req->nheaders].value);
 	req->nheaders++;
+	return true;
 }
 
 static CURLM *
@@ -277,9 +363,168 @@ header_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 	return n;
 }
 
+/* Stamp of the file at path (exists = false when stat() fails). */
+static void
+stamp_path(const char *path, FileStamp *stamp)
+{
+	struct stat st;
+
+	memset(stamp, 0, sizeof(FileStamp));
+	if (path == NULL || stat(path, &st) != 0)
+		return;
+	stamp->exists = true;
+	stamp->dev = st.st_dev;
+	stamp->ino = st.st_ino;
+	stamp->mtime = st.st_mtim;
+	stamp->size = st.st_size;
+}
+
+static bool
+stamp_equal(const FileStamp *a, const FileStamp *b)
+{
+	return a->exists == b->exists && a->dev == b->dev && a->ino == b->ino &&
+		a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+		a->size == b->size;
+}
+
+/*
+ * Append the regular file at path to buf (malloc'd, *len bytes used), and
+ * stamp it from the open descriptor.  Returns 0, or an errno value (EFBIG
+ * for a file over MAX_CA_FILE, EINVAL for one that is not a regular file).
+ */
+static int
+append_file(const char *path, char **buf, size_t *len, FileStamp *stamp)
+{
+	struct stat st;
+	int			fd;
+	int			rc = 0;
+	char	   *grown;
+	size_t		want;
+	size_t		got = 0;
+
+	fd = OpenTransientFile(path, O_RDONLY | O_NONBLOCK | PG_BINARY);
+	if (fd < 0)
+		return errno;
+	if (fstat(fd, &st) != 0)
+		rc = errno;
+	else if (!S_ISREG(st.st_mode))
+		rc = EINVAL;
+	else if (st.st_size > MAX_CA_FILE)
+		rc = EFBIG;
+	if (rc != 0)
+	{
+		CloseTransientFile(fd);
+		return rc;
+	}
+	want = (size_t) st.st_size;
+	/* room for a separating newline and a terminating NUL */
+	grown = realloc(*buf, *len + want + 2);
+	if (grown == NULL)
+	{
+		CloseTransientFile(fd);
+		return ENOMEM;
+	}
+	*buf = grown;
+	while (got < want)
+	{
+		ssize_t		n = read(fd, *buf + *len + got, want - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+		{
+			rc = errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		got += n;
+	}
+	CloseTransientFile(fd);
+	if (rc != 0)
+		return rc;
+	*len += got;
+	if (*len > 0 && (*buf)[*len - 1] != '\n')
+		(*buf)[(*len)++] = '\n';
+	(*buf)[*len] = '\0';
+	stamp->exists = true;
+	stamp->dev = st.st_dev;
+	stamp->ino = st.st_ino;
+	stamp->mtime = st.st_mtim;
+	stamp->size = st.st_size;
+	return 0;
+}
+
+/*
+ * Make ca_blob current for paygw.ca_file: reused while the setting and
+ * both files are unchanged, rebuilt otherwise.  A system bundle that cannot
+ * be read is left out (the CA directory still applies); a paygw.ca_file
+ * that cannot be read, or holds no PEM certificate, fails the call with
+ * PW022, like a TLS failure, without naming the file (the setting is hidden
+ * from other roles).
+ */
+static bool
+ca_blob_get(const char *label, PaygwError *err)
+{
+	FileStamp	bundle;
+	FileStamp	extra;
+	char	   *data = NULL;
+	size_t		len = 0;
+	size_t		start;
+	int			rc;
+
+	stamp_path(curl_info->cainfo, &bundle);
+	stamp_path(paygw_ca_file, &extra);
+	if (ca_blob.data != NULL && extra.exists &&
+		strcmp(ca_blob.ca_file, paygw_ca_file) == 0 &&
+		stamp_equal(&ca_blob.bundle, &bundle) && stamp_equal(&ca_blob.extra, &extra))
+		return true;
+
+	memset(&bundle, 0, sizeof(FileStamp));
+	memset(&extra, 0, sizeof(FileStamp));
+	/* unreadable: remember its stamp anyway, so it is retried only once changed */
+	if (curl_info->cainfo != NULL &&
+		append_file(curl_info->cainfo, &data, &len, &bundle) != 0)
+		stamp_path(curl_info->cainfo, &bundle);
+	start = len;
+	rc = append_file(paygw_ca_file, &data, &len, &extra);
+	/* a file without certificates would leave the system's trust alone */
+	if (rc == 0 && strstr(data + start, "-----BEGIN") == NULL)
+		rc = -1;
+	if (rc != 0)
+	{
+		free(data);
+		paygw_set_error(err, PAYGW_ERR_TLS, "TLS connection to the %s gateway failed", label);
+		if (rc == -1)
+			paygw_error_detail(err, "paygw.ca_file holds no PEM certificate.");
+		else if (rc == EINVAL)
+			paygw_error_detail(err, "paygw.ca_file is not a regular file.");
+		else if (rc == EFBIG)
+			paygw_error_detail(err, "paygw.ca_file is larger than %d bytes.", MAX_CA_FILE);
+		else
+			paygw_error_detail(err, "paygw.ca_file cannot be read: %s.", strerror(rc));
+		return false;
+	}
+
+	free(ca_blob.ca_file);
+	free(ca_blob.data);
+	ca_blob.ca_file = strdup(paygw_ca_file);
+	if (ca_blob.ca_file == NULL)
+	{
+		free(data);
+		ca_blob.data = NULL;
+		return paygw_set_error(err, PAYGW_ERR_INTERNAL, "out of memory while reading paygw.ca_file");
+	}
+	ca_blob.bundle = bundle;
+	ca_blob.extra = extra;
+	ca_blob.data = data;
+	ca_blob.len = len;
+	return true;
+}
+
 /*
  * Configure an easy handle for one request.  Returns false when libcurl is
- * out of memory.
+ * out of memory, or when setup_err explains why the request cannot go.
  */
 static bool
 transfer_setup(Transfer *t, PaygwHttpRequest *req)
@@ -331,17 +576,29 @@ transfer_setup(Transfer *t, PaygwHttpRequest *req)
 	ok &= curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers) == CURLE_OK;
 	ok &= curl_easy_setopt(e, CURLOPT_USERAGENT, "paygw/" PAYGW_VERSION) == CURLE_OK;
 	/*
-	 * paygw.ca_file: trusted in addition to the system's CA directory.  Trust
-	 * is expressed through CAINFO/CAPATH because libcurl compares exactly
-	 * these when it reuses a connection or resumes a TLS session: a call made
-	 * under other trust settings never rides on a connection or session
-	 * verified under these.  (libcurl copies string options.)
+	 * paygw.ca_file: trusted in addition to the system's CA file and CA
+	 * directory.  CAINFO and CAPATH keep libcurl's defaults; the extra
+	 * certificates go in as a CA blob.  With OpenSSL, libcurl loads a blob
+	 * instead of CAINFO (but together with CAPATH), so the blob carries the
+	 * system bundle too.  libcurl compares CAINFO, CAPATH and the blob's
+	 * bytes when it reuses a connection or resumes a TLS session: a call
+	 * made under other trust settings never rides on a connection or session
+	 * verified under these.  (libcurl copies the blob and string options.)
 	 */
-	if (paygw_ca_file != NULL && paygw_ca_file[0] != '\0')
+	if (paygw_ca_file != NULL && paygw_ca_file[0] != '\0' &&
+		pg_strncasecmp(req->url, "https:", 6) == 0)
 	{
-		ok &= curl_easy_setopt(e, CURLOPT_CAINFO, paygw_ca_file) == CURLE_OK;
-		if (system_ca_path != NULL)
-			ok &= curl_easy_setopt(e, CURLOPT_CAPATH, system_ca_path) == CURLE_OK;
+		struct curl_blob blob;
+
+		if (!ca_blob_get(req->label, &t->setup_err))
+		{
+			t->setup_failed = true;
+			return false;
+		}
+		blob.data = ca_blob.data;
+		blob.len = ca_blob.len;
+		blob.flags = CURL_BLOB_COPY;
+		ok &= curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &blob) == CURLE_OK;
 	}
 	if (strcmp(req->method, "POST") == 0)
 	{
@@ -464,6 +721,7 @@ paygw_http_pool_create(int max_concurrency, int max_per_group)
 
 	if (active_pool != NULL)
 		elog(ERROR, "paygw HTTP client re-entered");
+	warn_blocking_resolver();
 	(void) get_multi();
 	pool = palloc0(sizeof(PaygwHttpPool));
 	pool->cxt = CurrentMemoryContext;
@@ -551,7 +809,8 @@ pool_start(PaygwHttpPool *pool)
 			curl_multi_add_handle(multi, t->easy) != CURLM_OK)
 		{
 			/* reported as finished with an error by the next collect */
-			t->out_of_memory = true;
+			if (!t->setup_failed)
+				t->out_of_memory = true;
 			continue;
 		}
 		t->active = true;
@@ -565,7 +824,9 @@ pool_finish(PaygwHttpPool *pool, Transfer *t, CURLcode code)
 	MemoryContext old = MemoryContextSwitchTo(t->resp_cxt);
 	void	   *arg = t->arg;
 
-	if (t->easy == NULL || !t->active)
+	if (t->setup_failed)
+		t->resp->err = t->setup_err;
+	else if (t->easy == NULL || !t->active)
 		paygw_set_error(&t->resp->err, PAYGW_ERR_INTERNAL,
 						"out of memory while preparing an HTTP request");
 	else

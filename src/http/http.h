@@ -49,6 +49,16 @@ typedef struct PaygwHttpResponse
 	double		elapsed_ms;
 } PaygwHttpResponse;
 
+/* What the libcurl in use offers (paygw.http_info()); strings are static. */
+typedef struct PaygwHttpInfo
+{
+	const char *libcurl_version;
+	const char *ssl_backend;
+	bool		async_resolver; /* cancel and timeouts work during DNS lookups */
+	const char *ca_bundle;		/* libcurl's default CA file, or NULL */
+	const char *ca_path;		/* libcurl's default CA directory, or NULL */
+} PaygwHttpInfo;
+
 /*
  * A pool of transfers driven incrementally: add requests at any time, drive
  * them for a bounded time, collect the finished ones.  It lives in the
@@ -58,8 +68,10 @@ typedef struct PaygwHttpResponse
 typedef struct PaygwHttpPool PaygwHttpPool;
 
 extern void paygw_http_init(void);
-extern void paygw_http_add_header(PaygwHttpRequest *req, const char *name,
-								  const char *value, bool sensitive);
+extern void paygw_http_describe(PaygwHttpInfo *info);
+extern bool paygw_http_add_header(PaygwHttpRequest *req, const char *name,
+								  const char *value, bool sensitive,
+								  PaygwError *err);
 extern PaygwHttpPool *paygw_http_pool_create(int max_concurrency,
 											 int max_per_group);
 extern void paygw_http_pool_add(PaygwHttpPool *pool, PaygwHttpRequest *req,

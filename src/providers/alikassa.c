@@ -76,11 +76,51 @@ alikassa_build_request(PaygwAccount *account, PaygwLookup lookup,
 	req->url = psprintf("%s/v1/payment/status", account->base_url);
 	req->body = body;
 	req->body_len = strlen(body);
-	paygw_http_add_header(req, "Content-Type", "application/json", false);
-	paygw_http_add_header(req, "Accept", "application/json", false);
-	paygw_http_add_header(req, "Account", account->merchant_id, false);
-	paygw_http_add_header(req, "Sign", signature, false);
-	return true;
+	return paygw_http_add_header(req, "Content-Type", "application/json", false, err) &&
+		paygw_http_add_header(req, "Accept", "application/json", false, err) &&
+		paygw_http_add_header(req, "Account", account->merchant_id, false, err) &&
+		paygw_http_add_header(req, "Sign", signature, false, err);
+}
+
+/*
+ * AliKassa validates ids with Laravel's "exists" rule, so an id or order_id
+ * it does not know comes back as a validation error on that field:
+ * {"message":"The given data was invalid.",
+ *  "errors":{"id":["The selected id is invalid."]}}.
+ * Returns the text of such an error about field (the one that was sent),
+ * or NULL when the reply says nothing of the kind.  Other validation errors,
+ * even about the same field ("The id must be a string."), are not this one.
+ */
+static char *
+unknown_id_error(JsonbContainer *root, const char *field)
+{
+	JsonbContainer *errors;
+	JsonbContainer *texts;
+
+	errors = paygw_json_container(paygw_json_get(root, "errors"), true);
+	if (errors == NULL)
+		return NULL;
+	texts = paygw_json_container(paygw_json_get(errors, field), false);
+	if (texts == NULL)
+		return NULL;
+	for (uint32 i = 0; i < JsonContainerSize(texts); i++)
+	{
+		JsonbValue *v = getIthJsonbValueFromContainer(texts, i);
+		const char *prefix = "The selected ";
+		const char *suffix = " is invalid.";
+		size_t		plen = strlen(prefix);
+		size_t		slen = strlen(suffix);
+		size_t		len;
+
+		if (v == NULL || v->type != jbvString)
+			continue;
+		len = v->val.string.len;
+		if (len > plen + slen &&
+			strncmp(v->val.string.val, prefix, plen) == 0 &&
+			strncmp(v->val.string.val + len - slen, suffix, slen) == 0)
+			return pnstrdup(v->val.string.val, len);
+	}
+	return NULL;
 }
 
 static bool
@@ -100,6 +140,15 @@ alikassa_parse_reply(PaygwAccount *account, PaygwLookup lookup, const char *id,
 	if (resp->status >= 300 || paygw_json_get(&jb->root, "payment_status") == NULL)
 	{
 		char	   *message;
+		char	   *unknown;
+
+		/*
+		 * An unknown id is this gateway's way of saying "not found": passed
+		 * on as a not-found code of the body (HTTP 401/403 still win)
+		 */
+		unknown = unknown_id_error(&jb->root, lookup == PAYGW_LOOKUP_ID ? "id" : "order_id");
+		if (unknown != NULL)
+			return paygw_reply_error(prov, resp->status, 404, unknown, err);
 
 		if (!paygw_reply_field(prov, &jb->root, "message", &message, err))
 			return false;

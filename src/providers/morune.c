@@ -81,7 +81,6 @@ morune_build_request(PaygwAccount *account, PaygwLookup lookup, const char *id,
 {
 	StringInfoData url;
 
-	(void) err;
 	initStringInfo(&url);
 	appendStringInfo(&url, "%s/invoice/info?shop_id=", account->base_url);
 	paygw_append_form_encoded(&url, account->merchant_id);
@@ -90,9 +89,8 @@ morune_build_request(PaygwAccount *account, PaygwLookup lookup, const char *id,
 
 	req->method = "GET";
 	req->url = url.data;
-	paygw_http_add_header(req, "Accept", "application/json", false);
-	paygw_http_add_header(req, "x-api-key", account->secret, true);
-	return true;
+	return paygw_http_add_header(req, "Accept", "application/json", false, err) &&
+		paygw_http_add_header(req, "x-api-key", account->secret, true, err);
 }
 
 static bool

@@ -96,11 +96,10 @@ obmenka_build_request(PaygwAccount *account, PaygwLookup lookup,
 	req->body = body;
 	req->body_len = strlen(body);
 	req->capture_header = SIGNATURE_HEADER;
-	paygw_http_add_header(req, "Content-Type", "application/json", false);
-	paygw_http_add_header(req, "Accept", "application/json", false);
-	paygw_http_add_header(req, "DPAY_CLIENT", account->merchant_id, false);
-	paygw_http_add_header(req, SIGNATURE_HEADER, signature, false);
-	return true;
+	return paygw_http_add_header(req, "Content-Type", "application/json", false, err) &&
+		paygw_http_add_header(req, "Accept", "application/json", false, err) &&
+		paygw_http_add_header(req, "DPAY_CLIENT", account->merchant_id, false, err) &&
+		paygw_http_add_header(req, SIGNATURE_HEADER, signature, false, err);
 }
 
 /*

@@ -108,8 +108,7 @@ okepay_build_request(PaygwAccount *account, PaygwLookup lookup, const char *id,
 
 	req->method = "GET";
 	req->url = url.data;
-	paygw_http_add_header(req, "Accept", "application/json", false);
-	return true;
+	return paygw_http_add_header(req, "Accept", "application/json", false, err);
 }
 
 static bool

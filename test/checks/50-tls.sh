@@ -4,9 +4,11 @@
 # in $PAYGW_WORKDIR/tls), starts three emulators over TLS (good, expired and
 # wrong-name certificate) and checks, in database paygw_tls:
 #   1. https with paygw.ca_file = the test CA: the call succeeds (paid);
-#   2. without paygw.ca_file, with the wrong CA or a missing CA file: PW022,
-#      also in a session that has just made a trusted call to the same
-#      gateway (no kept-alive connection is reused across trust settings);
+#   2. without paygw.ca_file, with the wrong CA, a missing CA file (without
+#      showing its path) or one without a certificate: PW022, also in a
+#      session that has just made a trusted call to the same gateway (no
+#      kept-alive connection is reused across trust settings), and after the
+#      file's content changed in place; a bundle of several CAs works;
 #   3. an expired certificate: PW022 and a detail that names the expiry;
 #   4. a certificate for another name: PW022;
 #   5. paygw.ca_file is superuser-only: a plain role can neither SET nor
@@ -148,8 +150,29 @@ expect "trusted (paygw.ca_file = test CA)" OK "" "$res"
 [[ $res == "OK|paid" ]] || { echo "FAIL: trusted call answered $res, want OK|paid" >&2; failures=$((failures + 1)); }
 expect "paygw.ca_file unset (system store only)" PW022 "" "$(call tls-good)"
 expect "paygw.ca_file = an unrelated CA" PW022 "" "$(call tls-good "$(set_ca "$tls/wrong-ca.crt")")"
-expect "paygw.ca_file = a file that does not exist" PW022 "" \
-    "$(call tls-good "$(set_ca "$tls/no-such-ca.crt")")"
+res=$(call tls-good "$(set_ca "$tls/no-such-ca.crt")")
+expect "paygw.ca_file = a file that does not exist" PW022 "cannot be read" "$res"
+[[ $res != *"$tls"* ]] || { echo "FAIL: the error shows paygw.ca_file's path: $res" >&2; failures=$((failures + 1)); }
+printf 'not a certificate\n' >"$tls/no-cert.pem"
+expect "paygw.ca_file = a file without a certificate" PW022 "no pem certificate" \
+    "$(call tls-good "$(set_ca "$tls/no-cert.pem")")"
+# paygw.ca_file is a bundle: every certificate in it counts, the system's too
+cat "$tls/wrong-ca.crt" "$ca" >"$tls/two-cas.crt"
+expect "paygw.ca_file = unrelated CA + test CA" OK "" "$(call tls-good "$(set_ca "$tls/two-cas.crt")")"
+# the file is read again when it changes: same path, same session, new content
+# (the pauses keep file times, which move in ticks of a few ms, apart)
+cp "$ca" "$tls/swap-ca.crt"
+sleep 0.05
+expect "same session: ca_file replaced by the wrong CA" PW022 "" \
+    "$(call tls-good "$(set_ca "$tls/swap-ca.crt")" "SELECT status FROM paygw_status('okepay', '106', 'tls-good')" \
+        "\\! sleep 0.05; cp '$tls/wrong-ca.crt' '$tls/swap-ca.crt'")"
+cp "$ca" "$tls/swap-ca.crt"
+sleep 0.05
+expect "same session: ca_file replaced by the test CA" OK "" \
+    "$(call tls-good "$(set_ca "$tls/swap-ca.crt")" "\\! sleep 0.05; cp '$tls/wrong-ca.crt' '$tls/swap-ca.crt'" \
+        "DO \$\$ BEGIN PERFORM paygw_status('okepay', '106', 'tls-good');
+                   EXCEPTION WHEN SQLSTATE 'PW022' THEN NULL; END \$\$" \
+        "\\! sleep 0.05; cp '$ca' '$tls/swap-ca.crt'")"
 # Within one session, a trusted call and then the CA dropped or replaced:
 # the next call must verify again, whether it would reuse the kept-alive
 # connection or resume the TLS session on a new one (first call through a

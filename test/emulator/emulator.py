@@ -122,11 +122,11 @@ FAULT_LIMITS = {                 # modes that take a number, with the accepted r
 }
 FAULT_FLAGS = {
     "noreply", "malformed", "notjson", "emptybody", "badsig", "nosig", "reset", "resetmid",
-    "truncated", "slowbody", "notfound200", "authfail", "nul", "badutf8", "hugenumber",
+    "truncated", "slowbody", "notfound200", "authfail", "invalid", "nul", "badutf8", "hugenumber",
     "wrongtypes",
 }
 BODY_MODES = ("status", "malformed", "notjson", "emptybody", "oversize", "oversize_chunked",
-              "notfound200", "authfail")
+              "notfound200", "authfail", "invalid")
 DELIVERY_MODES = ("noreply", "reset", "resetmid", "truncated", "slowbody")
 SIGNATURE_MODES = ("badsig", "nosig")
 REDIRECT_CODES = (301, 302, 303, 307, 308)       # `status=CODE` adds a Location header
@@ -551,6 +551,11 @@ class Provider:
         """(HTTP code, body) of this gateway's credential-rejected reply."""
         raise NotImplementedError
 
+    def invalid_reply(self):
+        """(HTTP code, body) of this gateway's reply to a request it finds invalid for a
+        reason other than an unknown id."""
+        raise NotImplementedError
+
     def handle(self, req, path):
         raise NotImplementedError
 
@@ -576,6 +581,9 @@ class OkePay(Provider):
 
     def auth_fail(self):
         return 401, dict(self.BAD_SIGNATURE)
+
+    def invalid_reply(self):
+        return 400, {"status": "error", "message": "Invalid gateway id"}
 
     def wrap(self, view):
         return {"status": "success", "data": [view]}
@@ -606,7 +614,7 @@ class OkePay(Provider):
             return Answer(200, {"status": "success", "data": [{"id": 1}]}, "signature_ok")
         raw_id = match.group(1)
         if not self.INTEGER.fullmatch(raw_id) or not -2**63 <= int(raw_id) < 2**63:
-            return Answer(400, {"status": "error", "message": "Invalid gateway id"}, "invalid")
+            return Answer(*self.invalid_reply(), "invalid")
         gid = int(raw_id)
         payment = self.by_id.get(str(gid))
         if payment is not None:
@@ -647,6 +655,9 @@ class Obmenka(Provider):
 
     def auth_fail(self):
         return 403, json.loads(json.dumps(self.INVALID_SIGNATURE))
+
+    def invalid_reply(self):
+        return 400, json.loads(json.dumps(self.INVALID_REQUEST))
 
     @staticmethod
     def signer_for(salt):
@@ -728,10 +739,21 @@ class AliKassa(Provider):
         return parsed
 
     def not_found_obj(self, ref):
-        return {"message": "Payment not found"}
+        """AliKassa checks ids with Laravel's `exists` rule: an unknown id is a validation
+        error on the field that was sent (`ref`, "id" or "order_id")."""
+        field = ref or "id"
+        return {"message": "The given data was invalid.",
+                "errors": {field: [f"The selected {field.replace('_', ' ')} is invalid."]}}
 
     def auth_fail(self):
         return 401, dict(self.INVALID_SIGNATURE)
+
+    def invalid_reply(self):
+        # validation errors, none of them "unknown id": one about the id's form, and
+        # the "exists" rule's text about another field
+        return 400, {"message": "The given data was invalid.",
+                     "errors": {"id": ["The id must be a string."],
+                                "service": ["The selected service is invalid."]}}
 
     @staticmethod
     def invalid(field, text):
@@ -771,13 +793,18 @@ class AliKassa(Provider):
         gid, oid = ids["id"], ids["order_id"]
         if gid is None and oid is None:
             return self.invalid("id", "The id field is required when order id is not present.")
+        ref = "id" if gid is not None else "order_id"
         payment = self.find(gid, oid)
         if payment is not None:
-            return self.found(payment)
+            return self.found(payment, ref=ref)
         if all(v is None or is_synthetic_text(str(v)) for v in (gid, oid)):
             return self.synthetic(self.make_synthetic(gid if gid is not None else oid,
-                                                      oid if oid is not None else gid))
-        return Answer(404, self.not_found_obj(None), "not_found")
+                                                      oid if oid is not None else gid), ref=ref)
+        for field, value, index in (("id", gid, self.by_id), ("order_id", oid, self.by_order)):
+            if value is not None and self.key_of(value) not in index and not is_synthetic_text(str(value)):
+                return Answer(400, self.not_found_obj(field), "not_found")
+        # both ids exist but name different payments
+        return Answer(404, {"message": "Payment not found"}, "not_found")
 
     def make_synthetic(self, gid, oid):
         return {
@@ -836,6 +863,9 @@ class Morune(Provider):
     def auth_fail(self):
         return 401, self.error(401, "Unauthorized")
 
+    def invalid_reply(self):
+        return 422, self.error(422, "Validation error")
+
     def wrap(self, view):
         return {"data": view, "status": 200, "status_check": True}
 
@@ -855,7 +885,7 @@ class Morune(Provider):
         if ((invoice_id is None and order_id is None)
                 or (invoice_id is not None and not self.UUID.fullmatch(invoice_id))
                 or (order_id is not None and len(order_id) > 255)):
-            return Answer(422, self.error(422, "Validation error"), "invalid")
+            return Answer(*self.invalid_reply(), "invalid")
         payment = self.find(invoice_id, order_id)
         if payment is not None and str(payment.get("shop_id", "")).lower() != shop:
             payment = None
@@ -1163,6 +1193,8 @@ class Emulator:
             code, obj, payment = 200, provider.not_found_obj(answer.ref), None
         elif mode == "authfail":
             (code, obj), payment = provider.auth_fail(), None
+        elif mode == "invalid":
+            (code, obj), payment = provider.invalid_reply(), None
         elif mode == "malformed":
             return 200, JSON_TYPE, Body(MALFORMED_BODY)
         elif mode == "notjson":

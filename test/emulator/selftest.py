@@ -697,11 +697,19 @@ def test_errors_alikassa(t, c):
         t.eq(f"alikassa 400 {label}", (resp.status, (json_or_none(resp) or {}).get("message")),
              (400, "The given data was invalid."))
     t.eq("alikassa text/plain", c.alikassa(body, ctype="text/plain").status, 400)
-    not_found = {"message": "Payment not found"}
-    check_json_reply(t, "alikassa unknown id", c.alikassa({"id": "999"}), 404, not_found)
-    check_json_reply(t, "alikassa unknown order_id", c.alikassa({"order_id": "nope"}), 404, not_found)
+    # unknown ids fail Laravel's "exists" rule on the field that names them
+    unknown_id = {"message": "The given data was invalid.", "errors": {"id": ["The selected id is invalid."]}}
+    unknown_order = {"message": "The given data was invalid.",
+                     "errors": {"order_id": ["The selected order id is invalid."]}}
+    check_json_reply(t, "alikassa unknown id", c.alikassa({"id": "999"}), 400, unknown_id)
+    check_json_reply(t, "alikassa unknown numeric id", c.alikassa({"id": 999}), 400, unknown_id)
+    check_json_reply(t, "alikassa unknown order_id", c.alikassa({"order_id": "nope"}), 400, unknown_order)
+    check_json_reply(t, "alikassa unknown id, known order_id", c.alikassa({"id": "999", "order_id": "ak-order-536"}),
+                     400, unknown_id)
+    check_json_reply(t, "alikassa known id, unknown order_id", c.alikassa({"id": 100000537, "order_id": "nope"}),
+                     400, unknown_order)
     check_json_reply(t, "alikassa id/order_id mismatch", c.alikassa({"id": 100000537, "order_id": "ak-order-536"}),
-                     404, not_found)
+                     404, {"message": "Payment not found"})
     t.eq("alikassa GET", c.raw("GET", "/alikassa/v1/payment/status").status, 405)
     t.eq("alikassa signature failures counted", c.stats()["signature_failures"], 7)
 
@@ -997,7 +1005,12 @@ def test_faults(t, c):
              (200, {"error": {"code": 401, "message": "Payment not found"}}),
              (403, {"error": {"code": 403, "message": "Invalid signature"}})),
             ("alikassa", lambda p: c.alikassa({"id": 100000537}, prefix=p),
-             (200, {"message": "Payment not found"}), (401, {"message": "Invalid signature"})),
+             (200, {"message": "The given data was invalid.", "errors": {"id": ["The selected id is invalid."]}}),
+             (401, {"message": "Invalid signature"})),
+            ("alikassa", lambda p: c.alikassa({"order_id": "ak-order-537"}, prefix=p),
+             (200, {"message": "The given data was invalid.",
+                    "errors": {"order_id": ["The selected order id is invalid."]}}),
+             (401, {"message": "Invalid signature"})),
             ("morune", lambda p: c.morune(params=[("order_id", "mo-order-1")], prefix=p),
              (200, {"data": None, "error": "Инвойс не найден", "status": 404, "status_check": False}),
              (401, {"data": None, "error": "Unauthorized", "status": 401, "status_check": False}))):
@@ -1005,8 +1018,21 @@ def test_faults(t, c):
         check_json_reply(t, f"{provider} notfound200", resp, *nf)
         resp = call(prefix("authfail"))
         check_json_reply(t, f"{provider} authfail", resp, *af)
+        if provider == "alikassa":
+            resp = call(prefix("invalid"))
+            check_json_reply(t, "alikassa invalid", resp, 400,
+                             {"message": "The given data was invalid.",
+                              "errors": {"id": ["The id must be a string."],
+                                         "service": ["The selected service is invalid."]}})
         if provider == "obmenka":
             check_obmenka_signed(t, "obmenka notfound200 signed", call(prefix("notfound200")))
+    check_json_reply(t, "okepay invalid", c.okepay(106, prefix=prefix("invalid")), 400,
+                     {"status": "error", "message": "Invalid gateway id"})
+    resp = c.obmenka({"tracking": "79DF-60B0-1702"}, prefix=prefix("invalid"))
+    check_json_reply(t, "obmenka invalid", resp, 400, {"error": {"code": 400, "message": "Invalid request"}})
+    check_obmenka_signed(t, "obmenka invalid signed", resp)
+    check_json_reply(t, "morune invalid", c.morune(params=[("order_id", "mo-order-1")], prefix=prefix("invalid")),
+                     422, {"data": None, "error": "Validation error", "status": 422, "status_check": False})
 
     resp = c.obmenka({"tracking": "79DF-60B0-1702"}, prefix=prefix("badsig"))
     t.check("obmenka badsig: header present but wrong", resp.status == 200 and resp.header("DPAY_SECURE")
