@@ -750,7 +750,7 @@ paygw_worker_main(Datum main_arg)
 
 		/* apply in batches, but never let a result wait long */
 		if (nready > 0 && !ShutdownRequestPending &&
-			(nready >= Max(1, concurrency / 2) ||
+			(nready >= Max(1, concurrency) ||
 			 paygw_http_pool_pending(pool) == 0 ||
 			 TimestampDifferenceExceeds(first_ready, GetCurrentTimestamp(), APPLY_DELAY_MS)))
 		{
