@@ -588,6 +588,9 @@ paygw_wake_worker(PG_FUNCTION_ARGS)
 Datum
 paygw_track(PG_FUNCTION_ARGS)
 {
+	static SPIPlanPtr insert_plan = NULL;
+	static SPIPlanPtr find_plan = NULL;
+	static SPIPlanPtr fill_plan = NULL;
 	MemoryContext callcxt = call_context();
 	MemoryContext oldcxt = MemoryContextSwitchTo(callcxt);
 	const PaygwProvider *prov = provider_or_raise(text_arg(fcinfo, 0));
@@ -612,9 +615,11 @@ paygw_track(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute_with_args("INSERT INTO paygw.invoices (provider, account, payment_id, order_id)"
-								" VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING id",
-								4, types, values, nulls, false, 0);
+	ret = SPI_execute_plan(paygw_spi_prepare_once(&insert_plan,
+												  "INSERT INTO paygw.invoices (provider, account, payment_id, order_id)"
+												  " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING id",
+												  4, types),
+						   values, nulls, false, 0);
 	if (ret != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "inserting into paygw.invoices failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 1)
@@ -633,10 +638,12 @@ paygw_track(PG_FUNCTION_ARGS)
 		char	   *have_order;
 		PaygwError	err;
 
-		ret = SPI_execute_with_args("SELECT id, payment_id, order_id FROM paygw.invoices"
-									" WHERE account = $2 AND (payment_id = $3 OR order_id = $4)"
-									" AND $1 IS NOT NULL",
-									4, types, values, nulls, false, 0);
+		ret = SPI_execute_plan(paygw_spi_prepare_once(&find_plan,
+													  "SELECT id, payment_id, order_id FROM paygw.invoices"
+													  " WHERE account = $2 AND (payment_id = $3 OR order_id = $4)"
+													  " AND $1 IS NOT NULL",
+													  4, types),
+							   values, nulls, false, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "reading paygw.invoices failed: %s", SPI_result_code_string(ret));
 		if (SPI_processed != 1)
@@ -666,9 +673,11 @@ paygw_track(PG_FUNCTION_ARGS)
 			Datum		uvalues[3] = {Int64GetDatum(id), values[2], values[3]};
 			char		unulls[3] = {' ', nulls[2], nulls[3]};
 
-			ret = SPI_execute_with_args("UPDATE paygw.invoices SET payment_id = COALESCE(payment_id, $2),"
-										" order_id = COALESCE(order_id, $3) WHERE id = $1",
-										3, utypes, uvalues, unulls, false, 0);
+			ret = SPI_execute_plan(paygw_spi_prepare_once(&fill_plan,
+														  "UPDATE paygw.invoices SET payment_id = COALESCE(payment_id, $2),"
+														  " order_id = COALESCE(order_id, $3) WHERE id = $1",
+														  3, utypes),
+								   uvalues, unulls, false, 0);
 			if (ret != SPI_OK_UPDATE)
 				elog(ERROR, "updating paygw.invoices failed: %s", SPI_result_code_string(ret));
 		}
