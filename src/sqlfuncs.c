@@ -22,6 +22,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "accountcache.h"
 #include "call.h"
 #include "credentials.h"
 #include "crypto/crypto.h"
@@ -32,6 +33,7 @@ PG_FUNCTION_INFO_V1(paygw_status);
 PG_FUNCTION_INFO_V1(paygw_status_by_order);
 PG_FUNCTION_INFO_V1(paygw_request);
 PG_FUNCTION_INFO_V1(paygw_credentials_validate);
+PG_FUNCTION_INFO_V1(paygw_credentials_changed);
 PG_FUNCTION_INFO_V1(paygw_provider_list);
 PG_FUNCTION_INFO_V1(paygw_sign);
 PG_FUNCTION_INFO_V1(paygw_current_key_id_sql);
@@ -397,6 +399,25 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Trigger on paygw.credentials (BEFORE INSERT OR UPDATE OR DELETE for each
+ * row, and BEFORE TRUNCATE): empties the account caches of this backend now
+ * and of the others at commit.  Returns the row unchanged.
+ */
+Datum
+paygw_credentials_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event))
+		elog(ERROR, "paygw_credentials_changed must be a BEFORE trigger");
+	paygw_account_cache_invalidate(trigdata->tg_relation);
+	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		return PointerGetDatum(NULL);
+	return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)
+						   ? trigdata->tg_newtuple : trigdata->tg_trigtuple);
+}
+
+/*
  * paygw_provider_list(): the supported providers, for the paygw.providers
  * view.
  */
@@ -504,12 +525,15 @@ provider_or_raise(const char *name)
 	return prov;
 }
 
-/* The name of the account to use (see paygw_account_resolve), or raise. */
+/*
+ * The name of the account to use (see paygw_account_resolve; cached within
+ * the transaction), or raise.
+ */
 static char *
 account_or_raise(const PaygwProvider *prov, const char *account)
 {
 	PaygwError	err;
-	char	   *name = paygw_account_resolve(prov, account, &err);
+	char	   *name = paygw_account_resolve_cached(prov, account, &err);
 
 	if (name == NULL)
 		paygw_raise(&err);
