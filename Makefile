@@ -14,6 +14,7 @@ OBJS = \
 	src/status.o \
 	src/json.o \
 	src/credentials.o \
+	src/accountcache.o \
 	src/call.o \
 	src/sqlfuncs.o \
 	src/reconcile.o \

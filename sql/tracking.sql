@@ -42,6 +42,75 @@ SELECT paygw_try($$INSERT INTO paygw.invoices (provider, payment_id) VALUES ('mo
 SELECT paygw_try($$INSERT INTO paygw.invoices (provider) VALUES ('obmenka')$$);
 SELECT count(*) AS invoices FROM paygw.invoices;
 
+-- the account is resolved once per transaction and cached; any change to
+-- paygw.credentials is seen by the next call, in the same transaction and
+-- even in the same statement (all rolled back; the ids it used are given
+-- back at the end so later invoice ids do not move)
+SELECT last_value AS ids_before FROM paygw.invoices_id_seq \gset
+BEGIN;
+SELECT paygw_track('okepay', '9001') IS NOT NULL AS tracked_with_the_only_account;
+INSERT INTO paygw.credentials (name, provider, merchant_id, secret)
+VALUES ('ok2', 'okepay', 'demo-shop-2', 'okepay-test-secret-7Qx');
+SELECT paygw_try($$SELECT paygw_track('okepay', '9002')$$);
+SELECT paygw_try($$INSERT INTO paygw.invoices (provider, payment_id) VALUES ('okepay', '9002')$$);
+SELECT paygw_track('okepay', '9002', NULL, 'ok2') AS t \gset
+SELECT account FROM paygw.invoices WHERE id = :t;
+-- renamed: the old name is gone, the new one works, invoices follow it
+UPDATE paygw.credentials SET name = 'ok3' WHERE name = 'ok2';
+SELECT paygw_try($$SELECT paygw_track('okepay', '9003', NULL, 'ok2')$$);
+SELECT paygw_track('okepay', '9003', NULL, 'ok3') AS t \gset
+SELECT account FROM paygw.invoices WHERE id = :t;
+SELECT account, payment_id FROM paygw.invoices WHERE payment_id LIKE '900_' ORDER BY payment_id;
+-- deleted: refused again, and the provider's only account is usable again
+DELETE FROM paygw.invoices WHERE account = 'ok3';
+DELETE FROM paygw.credentials WHERE name = 'ok3';
+SELECT paygw_try($$SELECT paygw_track('okepay', '9004', NULL, 'ok3')$$);
+SELECT paygw_track('okepay', '9004') AS t \gset
+SELECT account FROM paygw.invoices WHERE id = :t;
+-- a credential added by a rolled-back subtransaction is forgotten
+SAVEPOINT s;
+INSERT INTO paygw.credentials (name, provider, merchant_id, secret)
+VALUES ('ok4', 'okepay', 'demo-shop-4', 'okepay-test-secret-7Qx');
+SELECT paygw_track('okepay', '9005', NULL, 'ok4') AS t \gset
+SELECT account FROM paygw.invoices WHERE id = :t;
+ROLLBACK TO SAVEPOINT s;
+SELECT paygw_try($$SELECT paygw_track('okepay', '9006', NULL, 'ok4')$$);
+SELECT paygw_track('okepay', '9006') AS t \gset
+SELECT account FROM paygw.invoices WHERE id = :t;
+-- within one statement: a second account makes the provider ambiguous
+-- for the very next row
+SELECT paygw_try($q$
+DO $$
+BEGIN
+    PERFORM paygw_track('okepay', '9007');
+    INSERT INTO paygw.credentials (name, provider, merchant_id, secret)
+    VALUES ('ok5', 'okepay', 'demo-shop-5', 'okepay-test-secret-7Qx');
+    PERFORM paygw_track('okepay', '9008');
+END;
+$$$q$);
+ROLLBACK;
+BEGIN;
+SELECT paygw_track('okepay', '9009') IS NOT NULL AS tracked;
+-- renamed in the same statement as the tracking that follows it
+SELECT paygw_try($$
+    WITH r AS (UPDATE paygw.credentials SET name = 'ok6' WHERE name = 'ok' RETURNING name)
+    SELECT paygw_track('okepay', '9010') FROM r$$);
+SELECT account FROM paygw.invoices WHERE payment_id = '9010';
+-- truncated: no account at all
+TRUNCATE paygw.credentials CASCADE;
+SELECT paygw_try($$SELECT paygw_track('okepay', '9011')$$);
+ROLLBACK;
+-- with the invalidation trigger disabled nothing is cached: still correct
+BEGIN;
+ALTER TABLE paygw.credentials DISABLE TRIGGER credentials_changed;
+SELECT paygw_track('okepay', '9012') IS NOT NULL AS tracked;
+INSERT INTO paygw.credentials (name, provider, merchant_id, secret)
+VALUES ('ok7', 'okepay', 'demo-shop-7', 'okepay-test-secret-7Qx');
+SELECT paygw_try($$SELECT paygw_track('okepay', '9013')$$);
+ROLLBACK;
+SELECT setval('paygw.invoices_id_seq', :ids_before) = :ids_before AS ids_given_back;
+SELECT count(*) AS invoices FROM paygw.invoices;
+
 -- the transitions gateways can produce
 SELECT o AS "from", string_agg(n::text, ', ' ORDER BY n) AS "may become"
   FROM unnest(enum_range(NULL::paygw.payment_status)) o,

@@ -11,6 +11,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 
+#include "accountcache.h"
 #include "http/http.h"
 #include "paygw.h"
 
@@ -23,6 +24,7 @@ _PG_init(void)
 {
 	paygw_guc_init();
 	paygw_http_init();
+	paygw_account_cache_init();
 	if (process_shared_preload_libraries_in_progress)
 	{
 		paygw_shmem_init();

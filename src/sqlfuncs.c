@@ -22,6 +22,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "accountcache.h"
 #include "call.h"
 #include "credentials.h"
 #include "crypto/crypto.h"
@@ -32,6 +33,7 @@ PG_FUNCTION_INFO_V1(paygw_status);
 PG_FUNCTION_INFO_V1(paygw_status_by_order);
 PG_FUNCTION_INFO_V1(paygw_request);
 PG_FUNCTION_INFO_V1(paygw_credentials_validate);
+PG_FUNCTION_INFO_V1(paygw_credentials_changed);
 PG_FUNCTION_INFO_V1(paygw_provider_list);
 PG_FUNCTION_INFO_V1(paygw_sign);
 PG_FUNCTION_INFO_V1(paygw_current_key_id_sql);
@@ -398,6 +400,25 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Trigger on paygw.credentials (BEFORE INSERT OR UPDATE OR DELETE for each
+ * row, and BEFORE TRUNCATE): empties the account caches of this backend now
+ * and of the others at commit.  Returns the row unchanged.
+ */
+Datum
+paygw_credentials_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event))
+		elog(ERROR, "paygw_credentials_changed must be a BEFORE trigger");
+	paygw_account_cache_invalidate(trigdata->tg_relation);
+	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		return PointerGetDatum(NULL);
+	return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)
+						   ? trigdata->tg_newtuple : trigdata->tg_trigtuple);
+}
+
+/*
  * paygw_provider_list(): the supported providers, for the paygw.providers
  * view.
  */
@@ -505,12 +526,15 @@ provider_or_raise(const char *name)
 	return prov;
 }
 
-/* The name of the account to use (see paygw_account_resolve), or raise. */
+/*
+ * The name of the account to use (see paygw_account_resolve; cached within
+ * the transaction), or raise.
+ */
 static char *
 account_or_raise(const PaygwProvider *prov, const char *account)
 {
 	PaygwError	err;
-	char	   *name = paygw_account_resolve(prov, account, &err);
+	char	   *name = paygw_account_resolve_cached(prov, account, &err);
 
 	if (name == NULL)
 		paygw_raise(&err);
@@ -589,6 +613,9 @@ paygw_wake_worker(PG_FUNCTION_ARGS)
 Datum
 paygw_track(PG_FUNCTION_ARGS)
 {
+	static SPIPlanPtr insert_plan = NULL;
+	static SPIPlanPtr find_plan = NULL;
+	static SPIPlanPtr fill_plan = NULL;
 	MemoryContext callcxt = call_context();
 	MemoryContext oldcxt = MemoryContextSwitchTo(callcxt);
 	const PaygwProvider *prov = provider_or_raise(text_arg(fcinfo, 0));
@@ -613,9 +640,11 @@ paygw_track(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute_with_args("INSERT INTO paygw.invoices (provider, account, payment_id, order_id)"
-								" VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING id",
-								4, types, values, nulls, false, 0);
+	ret = SPI_execute_plan(paygw_spi_prepare_once(&insert_plan,
+												  "INSERT INTO paygw.invoices (provider, account, payment_id, order_id)"
+												  " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING id",
+												  4, types),
+						   values, nulls, false, 0);
 	if (ret != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "inserting into paygw.invoices failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 1)
@@ -634,10 +663,12 @@ paygw_track(PG_FUNCTION_ARGS)
 		char	   *have_order;
 		PaygwError	err;
 
-		ret = SPI_execute_with_args("SELECT id, payment_id, order_id FROM paygw.invoices"
-									" WHERE account = $2 AND (payment_id = $3 OR order_id = $4)"
-									" AND $1 IS NOT NULL",
-									4, types, values, nulls, false, 0);
+		ret = SPI_execute_plan(paygw_spi_prepare_once(&find_plan,
+													  "SELECT id, payment_id, order_id FROM paygw.invoices"
+													  " WHERE account = $2 AND (payment_id = $3 OR order_id = $4)"
+													  " AND $1 IS NOT NULL",
+													  4, types),
+							   values, nulls, false, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "reading paygw.invoices failed: %s", SPI_result_code_string(ret));
 		if (SPI_processed != 1)
@@ -667,9 +698,11 @@ paygw_track(PG_FUNCTION_ARGS)
 			Datum		uvalues[3] = {Int64GetDatum(id), values[2], values[3]};
 			char		unulls[3] = {' ', nulls[2], nulls[3]};
 
-			ret = SPI_execute_with_args("UPDATE paygw.invoices SET payment_id = COALESCE(payment_id, $2),"
-										" order_id = COALESCE(order_id, $3) WHERE id = $1",
-										3, utypes, uvalues, unulls, false, 0);
+			ret = SPI_execute_plan(paygw_spi_prepare_once(&fill_plan,
+														  "UPDATE paygw.invoices SET payment_id = COALESCE(payment_id, $2),"
+														  " order_id = COALESCE(order_id, $3) WHERE id = $1",
+														  3, utypes),
+								   uvalues, unulls, false, 0);
 			if (ret != SPI_OK_UPDATE)
 				elog(ERROR, "updating paygw.invoices failed: %s", SPI_result_code_string(ret));
 		}
