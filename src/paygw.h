@@ -47,6 +47,8 @@ typedef enum PaygwErrorCode
 	PAYGW_ERR_REPLY_TOO_LARGE,
 	PAYGW_ERR_REPLY_SIGNATURE,
 	PAYGW_ERR_GATEWAY,
+	PAYGW_ERR_WEBHOOK_SIGNATURE,
+	PAYGW_ERR_WEBHOOK_INVALID,
 	PAYGW_ERR_CANCELED,
 	PAYGW_ERR_INTERNAL
 } PaygwErrorCode;
@@ -125,6 +127,7 @@ typedef struct PaygwAccount
 	char	   *secret_password;
 	char	   *base_url;		/* without trailing slash; never NULL */
 	char	   *digest;			/* alikassa: "sha1" or "sha256" */
+	char	   *webhook_key;	/* what verifies the gateway's webhooks, or NULL */
 } PaygwAccount;
 
 /* The normalized answer of a status call, in the call's context. */

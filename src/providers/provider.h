@@ -22,6 +22,24 @@
 #include "json.h"
 #include "paygw.h"
 
+/* A webhook as the application's HTTP handler received it. */
+typedef struct PaygwWebhookRequest
+{
+	const char *body;			/* the raw body as text, "" when there was none */
+	size_t		body_len;
+	Jsonb	   *headers;		/* a JSON object of the request's headers */
+	const char *query;			/* the query string without '?', or NULL */
+} PaygwWebhookRequest;
+
+/* What a provider reads from a webhook; strings palloc'd in the call's context. */
+typedef struct PaygwWebhookInfo
+{
+	bool		verified;		/* the gateway's own signature was checked and is good */
+	char	   *payment_id;		/* the payment it is about (canonical), NULL if not named */
+	char	   *order_id;		/* the merchant's order id, NULL if not named */
+	char	   *event;			/* the gateway's status or event text, NULL if none */
+} PaygwWebhookInfo;
+
 typedef struct PaygwProvider
 {
 	const char *name;
@@ -52,6 +70,20 @@ typedef struct PaygwProvider
 	bool		(*parse_reply) (PaygwAccount *account, PaygwLookup lookup,
 								const char *id, PaygwHttpResponse *resp,
 								PaygwStatusResult *result, PaygwError *err);
+
+	/*
+	 * Webhooks.  webhook_signed: the gateway signs them, and an account
+	 * needs webhook_key to accept them.  parse_webhook reads one: where the
+	 * gateway signs, it checks the signature with account->webhook_key (a
+	 * missing key, a missing or bad signature: PAYGW_ERR_WEBHOOK_SIGNATURE);
+	 * a request that is not the gateway's webhook shape is
+	 * PAYGW_ERR_WEBHOOK_INVALID.  It never trusts what the webhook says
+	 * about the status: info->event is kept for the record only.
+	 */
+	bool		webhook_signed;
+	bool		(*parse_webhook) (PaygwAccount *account,
+								  const PaygwWebhookRequest *req,
+								  PaygwWebhookInfo *info, PaygwError *err);
 } PaygwProvider;
 
 extern const PaygwProvider paygw_okepay;
