@@ -18,6 +18,7 @@ OBJS = \
 	src/call.o \
 	src/sqlfuncs.o \
 	src/reconcile.o \
+	src/webhooks.o \
 	src/worker.o \
 	src/http/http.o \
 	src/crypto/digest.o \

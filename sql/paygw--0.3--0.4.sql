@@ -11,10 +11,15 @@
 -- row over at once instead of waiting for lease_until.
 CREATE SEQUENCE paygw.worker_runs;
 REVOKE ALL ON SEQUENCE paygw.worker_runs FROM PUBLIC;
+-- dumped with the data, so a restored database never hands out a run number
+-- that a restored lease carries
+SELECT pg_catalog.pg_extension_config_dump('paygw.worker_runs', '');
 COMMENT ON SEQUENCE paygw.worker_runs IS
     'One number per start of the reconciliation worker; invoices.lease_token holds it';
 
--- Claim up to max_invoices due invoices.  run NULL (paygw_refresh): the rows
+-- Claim up to max_invoices due invoices (any invoice whose next_check_at has
+-- come: open ones are polled, a final one is due only when a webhook or an
+-- operator asked for a check).  run NULL (paygw_refresh): the rows
 -- stay locked until the caller's transaction ends, no lease is written, and
 -- rows leased by a worker are skipped until the lease ends.  run not NULL
 -- (the worker): the rows are leased with lease_token = run, so the caller can
@@ -39,7 +44,6 @@ BEGIN
         SELECT i.id
           FROM paygw.invoices i
          WHERE i.next_check_at <= now()
-           AND i.status IN ('pending', 'authorized')
            AND (i.lease_until IS NULL OR i.lease_until < now()
                 OR (claim_due.run IS NOT NULL AND i.lease_token IS DISTINCT FROM claim_due.run))
          ORDER BY i.next_check_at
@@ -56,15 +60,18 @@ END;
 $$;
 REVOKE ALL ON FUNCTION paygw.claim_due(integer, interval, bigint) FROM PUBLIC;
 
--- The 0.3 form, kept for callers of the old signature: claims without a
--- lease (as paygw_refresh does) whatever lease is given.
+-- The 0.3 form keeps its 0.3 meaning for a 0.3 worker still running after
+-- the update (until the server restarts with the new library): with a lease
+-- the rows are leased under the claiming transaction's id, which no 0.4 run
+-- number equals, so the 0.4 worker takes them over at once.
 CREATE OR REPLACE FUNCTION paygw.claim_due(max_invoices integer, lease interval)
 RETURNS TABLE (id bigint, provider text, account text, payment_id text,
                order_id text, lease_token bigint)
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT * FROM paygw.claim_due(max_invoices, lease, NULL::bigint)
+    SELECT * FROM paygw.claim_due(max_invoices, lease,
+                                  CASE WHEN lease IS NULL THEN NULL ELSE txid_current() END)
 $$;
 
 -- Claim one invoice whatever its status or schedule (paygw_check_invoice);
@@ -183,6 +190,10 @@ BEGIN
                  AS learn_order
           FROM c
     ), upd AS (
+        -- rows that learn no id: payment_id and order_id are not named, so
+        -- the row lock stays FOR NO KEY UPDATE (a BEFORE UPDATE trigger
+        -- takes the lock for the columns named, changed or not, and a key
+        -- column would conflict with a foreign key's FOR KEY SHARE)
         UPDATE paygw.invoices i
            SET status = r.final,
                provider_status = CASE WHEN r.kind IN ('changed', 'unchanged') THEN r.provider_status
@@ -202,13 +213,45 @@ BEGIN
                last_error_code = CASE r.kind WHEN 'error' THEN r.error_code
                                              WHEN 'anomaly' THEN 'anomaly' END,
                updated_at = CASE WHEN r.kind = 'changed' THEN now() ELSE i.updated_at END,
-               next_check_at = CASE WHEN r.open AND NOT r.too_old THEN r.next_at END,
+               -- a webhook came while this check was in flight: once more, now
+               next_check_at = CASE WHEN i.hinted_at IS NOT NULL THEN now()
+                                    WHEN r.open AND NOT r.too_old THEN r.next_at END,
+               hinted_at = NULL,
+               gave_up_at = CASE WHEN r.open AND r.too_old THEN now() ELSE i.gave_up_at END,
+               lease_until = NULL, lease_token = NULL
+          FROM r
+         WHERE i.id = r.id AND r.kind <> 'lost' AND NOT (r.learn_payment OR r.learn_order)
+    ), upd_learn AS (
+        -- rows that learn an id: the caller already holds them FOR UPDATE
+        UPDATE paygw.invoices i
+           SET status = r.final,
+               provider_status = CASE WHEN r.kind IN ('changed', 'unchanged') THEN r.provider_status
+                                      ELSE i.provider_status END,
+               amount = CASE WHEN r.kind IN ('changed', 'unchanged') THEN r.amount ELSE i.amount END,
+               currency = CASE WHEN r.kind IN ('changed', 'unchanged') THEN r.currency ELSE i.currency END,
+               response = CASE WHEN r.kind IN ('changed', 'unchanged') THEN r.response ELSE i.response END,
+               check_count = i.check_count + 1,
+               error_count = CASE WHEN r.kind = 'error' THEN i.error_count + 1
+                                  WHEN r.kind = 'anomaly' THEN i.error_count ELSE 0 END,
+               checked_at = now(),
+               last_error = CASE r.kind
+                   WHEN 'error' THEN r.error
+                   WHEN 'anomaly' THEN format('gateway reported %s (%s) while %s; not applied',
+                                              r.new_status, r.provider_status, r.old_status)
+                   END,
+               last_error_code = CASE r.kind WHEN 'error' THEN r.error_code
+                                             WHEN 'anomaly' THEN 'anomaly' END,
+               updated_at = CASE WHEN r.kind = 'changed' THEN now() ELSE i.updated_at END,
+               -- a webhook came while this check was in flight: once more, now
+               next_check_at = CASE WHEN i.hinted_at IS NOT NULL THEN now()
+                                    WHEN r.open AND NOT r.too_old THEN r.next_at END,
+               hinted_at = NULL,
                gave_up_at = CASE WHEN r.open AND r.too_old THEN now() ELSE i.gave_up_at END,
                payment_id = CASE WHEN r.learn_payment THEN r.payment_id ELSE i.payment_id END,
                order_id = CASE WHEN r.learn_order THEN r.order_id ELSE i.order_id END,
                lease_until = NULL, lease_token = NULL
           FROM r
-         WHERE i.id = r.id AND r.kind <> 'lost'
+         WHERE i.id = r.id AND r.kind <> 'lost' AND (r.learn_payment OR r.learn_order)
     ), ev AS (
         INSERT INTO paygw.invoice_events (invoice_id, old_status, new_status, provider_status, applied)
         SELECT r.id, r.old_status, r.new_status, r.provider_status, r.kind = 'changed'
@@ -326,3 +369,136 @@ CREATE TRIGGER credentials_truncated
     FOR EACH STATEMENT EXECUTE FUNCTION paygw.credentials_changed();
 ALTER TABLE paygw.credentials ENABLE ALWAYS TRIGGER credentials_changed;
 ALTER TABLE paygw.credentials ENABLE ALWAYS TRIGGER credentials_truncated;
+
+-- ---------------------------------------------------------------------------
+-- Webhooks: a gateway's notification makes the invoice it is about due (the
+-- worker confirms it with a signed status call), whatever the invoice's
+-- status -- a refund arrives after "paid".  Any invoice with a next_check_at
+-- is now due then; the worker's apply clears next_check_at once an invoice
+-- is final, as before.
+-- ---------------------------------------------------------------------------
+DROP INDEX paygw.invoices_due;
+CREATE INDEX invoices_due ON paygw.invoices (next_check_at) WHERE next_check_at IS NOT NULL;
+
+-- When a webhook arrived while the invoice's check was in flight: the check
+-- may have been answered before the payment moved, so the worker checks it
+-- once more right after applying (and clears this).
+ALTER TABLE paygw.invoices ADD COLUMN hinted_at timestamptz;
+
+-- Every webhook handed to paygw_webhook(), whatever became of it.  No
+-- secret and no body: a hash of what was received, to recognise replays.
+CREATE TABLE paygw.webhooks (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    received_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    provider        text NOT NULL,
+    account         text NOT NULL,
+    verified        boolean NOT NULL,
+    invoice_id      bigint REFERENCES paygw.invoices (id) ON DELETE SET NULL,
+    payment_id      text,
+    order_id        text,
+    event           text,
+    action          text NOT NULL
+                    CHECK (action IN ('scheduled', 'confirmed', 'duplicate', 'ignored')),
+    detail          text,
+    request_sha256  text NOT NULL
+);
+COMMENT ON TABLE paygw.webhooks IS 'Webhooks received through paygw_webhook(), and what each caused';
+CREATE INDEX webhooks_received ON paygw.webhooks (received_at);
+CREATE INDEX webhooks_request ON paygw.webhooks (account, request_sha256, received_at);
+CREATE INDEX webhooks_invoice ON paygw.webhooks (invoice_id) WHERE invoice_id IS NOT NULL;
+REVOKE ALL ON TABLE paygw.webhooks FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('paygw.webhooks', '');
+SELECT pg_catalog.pg_extension_config_dump('paygw.webhooks_id_seq', '');
+
+CREATE TYPE paygw.webhook_result AS (
+    invoice_id  bigint,
+    verified    boolean,
+    action      text
+);
+
+-- Record a parsed webhook and act on it (called by paygw_webhook() after the
+-- gateway's signature, where it signs, was checked):
+--   duplicate  the same request for this account within replay_window, or
+--              the invoice is already due by then: nothing more to do;
+--   scheduled  the invoice becomes due at the earliest now, at the latest
+--              min_interval after its last check (so a burst of webhooks
+--              causes one status call); one in flight gets a second check
+--              right after the current one (hinted_at);
+--   ignored    no tracked invoice of this account has those ids.
+CREATE FUNCTION paygw.webhook_record(
+    p_provider text, p_account text, p_verified boolean,
+    p_payment_id text, p_order_id text, p_event text, p_request_sha256 text,
+    p_min_interval interval, p_replay_window interval,
+    OUT invoice_id bigint, OUT action text, OUT webhook_id bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    inv paygw.invoices;
+    due_at timestamptz;
+    detail text;
+BEGIN
+    SELECT * INTO inv FROM paygw.invoices i
+     WHERE i.account = p_account
+       AND ((p_payment_id IS NOT NULL AND i.payment_id = p_payment_id)
+            OR (p_order_id IS NOT NULL AND i.order_id = p_order_id))
+     ORDER BY (i.payment_id = p_payment_id) DESC NULLS LAST
+     LIMIT 1
+       FOR NO KEY UPDATE;
+    IF FOUND THEN
+        invoice_id := inv.id;
+    END IF;
+
+    IF EXISTS (SELECT 1 FROM paygw.webhooks w
+                WHERE w.account = p_account AND w.request_sha256 = p_request_sha256
+                  AND w.received_at > now() - p_replay_window) THEN
+        action := 'duplicate';
+        detail := 'the same request was received before';
+    ELSIF inv.id IS NULL THEN
+        action := 'ignored';
+        detail := 'no tracked invoice has these ids';
+    ELSIF inv.lease_token IS NOT NULL AND inv.lease_until > now() THEN
+        -- a check is in flight: have it followed by another
+        IF inv.hinted_at IS NULL THEN
+            UPDATE paygw.invoices i SET hinted_at = now() WHERE i.id = inv.id;
+            action := 'scheduled';
+        ELSE
+            action := 'duplicate';
+            detail := 'a check is already scheduled';
+        END IF;
+    ELSE
+        due_at := greatest(now(), COALESCE(inv.checked_at + p_min_interval, now()));
+        IF inv.next_check_at IS NOT NULL AND inv.next_check_at <= due_at THEN
+            action := 'duplicate';
+            detail := 'a check is already scheduled';
+        ELSE
+            UPDATE paygw.invoices i SET next_check_at = due_at WHERE i.id = inv.id;
+            action := 'scheduled';
+        END IF;
+    END IF;
+
+    INSERT INTO paygw.webhooks (provider, account, verified, invoice_id, payment_id, order_id,
+                                event, action, detail, request_sha256)
+    VALUES (p_provider, p_account, p_verified, inv.id, left(p_payment_id, 300),
+            left(p_order_id, 300), left(p_event, 100), action, detail, p_request_sha256)
+    RETURNING id INTO webhook_id;
+END;
+$$;
+REVOKE ALL ON FUNCTION paygw.webhook_record(text, text, boolean, text, text, text, text,
+                                            interval, interval) FROM PUBLIC;
+
+-- What the application's HTTP handler calls with the request it received.
+CREATE FUNCTION @extschema@.paygw_webhook(provider text, body text,
+                                          headers jsonb DEFAULT '{}',
+                                          query text DEFAULT NULL,
+                                          account text DEFAULT NULL,
+                                          confirm boolean DEFAULT false)
+RETURNS paygw.webhook_result
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'paygw_webhook';
+COMMENT ON FUNCTION @extschema@.paygw_webhook(text, text, jsonb, text, text, boolean) IS
+    'Take a gateway webhook: verify it where the gateway signs, make its invoice due (or check it now with confirm)';
+REVOKE ALL ON FUNCTION @extschema@.paygw_webhook(text, text, jsonb, text, text, boolean) FROM PUBLIC;

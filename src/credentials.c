@@ -67,13 +67,16 @@ copy_text(HeapTuple tuple, TupleDesc desc, int col, MemoryContext cxt, bool wipe
 /*
  * *plan, prepared from sql (with nargs arguments of argtypes) and kept for
  * the life of the backend on first use.  Inside an SPI connection.
+ * cursor_options: 0, or CURSOR_OPT_CUSTOM_PLAN for a statement that must be
+ * planned afresh for each execution.
  */
 SPIPlanPtr
-paygw_spi_prepare_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+paygw_spi_prepare_once_opts(SPIPlanPtr *plan, const char *sql, int nargs,
+							Oid *argtypes, int cursor_options)
 {
 	if (*plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
 
 		if (p == NULL)
 			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
@@ -83,6 +86,12 @@ paygw_spi_prepare_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtyp
 		*plan = p;
 	}
 	return *plan;
+}
+
+SPIPlanPtr
+paygw_spi_prepare_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	return paygw_spi_prepare_once_opts(plan, sql, nargs, argtypes, 0);
 }
 
 /* The same for a statement with one text argument. */

@@ -12,6 +12,9 @@
 
 #include "executor/spi.h"
 
+extern SPIPlanPtr paygw_spi_prepare_once_opts(SPIPlanPtr *plan, const char *sql,
+											  int nargs, Oid *argtypes,
+											  int cursor_options);
 extern SPIPlanPtr paygw_spi_prepare_once(SPIPlanPtr *plan, const char *sql,
 										 int nargs, Oid *argtypes);
 extern PaygwAccount *paygw_account_fetch(const PaygwProvider *prov,

@@ -34,6 +34,10 @@ int			paygw_backoff_initial_s = 30;
 int			paygw_backoff_max_s = 3600;
 int			paygw_give_up_after_s = 7 * 24 * 3600;
 int			paygw_lease_time_s = 300;
+int			paygw_webhook_max_size = 64 * 1024;
+int			paygw_webhook_min_interval_s = 10;
+int			paygw_webhook_replay_window_s = 24 * 3600;
+int			paygw_webhook_retention_s = 30 * 24 * 3600;
 
 /* Define the settings; called from _PG_init. */
 void
@@ -152,9 +156,37 @@ paygw_guc_init(void)
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("paygw.lease_time",
 							"How long the worker's claim on an invoice lasts.",
-							"An invoice whose worker died is checked again after it; never less than twice paygw.timeout.",
+							"Lengthened to cover the worker's queue.  The next worker run takes a dead run's claims over at once; the lease bounds how long paygw_refresh and paygw_check_invoice wait for a claim whose owner cannot be told.",
 							&paygw_lease_time_s,
 							300, 1, 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("paygw.webhook_max_size",
+							"Largest webhook paygw_webhook accepts (body, query and headers together).",
+							"A larger one is refused with PW041 and changes nothing.",
+							&paygw_webhook_max_size,
+							64 * 1024, 1024, 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("paygw.webhook_min_interval",
+							"Shortest time between two status calls a burst of webhooks for one invoice causes.",
+							"A webhook makes its invoice due at the earliest now, at the latest this long after its last check.",
+							&paygw_webhook_min_interval_s,
+							10, 0, 3600,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("paygw.webhook_replay_window",
+							"How long the same webhook request is recognised as a replay.",
+							NULL,
+							&paygw_webhook_replay_window_s,
+							24 * 3600, 0, 30 * 24 * 3600,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("paygw.webhook_retention",
+							"Age after which the worker deletes rows of paygw.webhooks.",
+							"0 keeps them forever.  Deleted in small batches while the worker is idle.",
+							&paygw_webhook_retention_s,
+							30 * 24 * 3600, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("paygw");

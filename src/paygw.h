@@ -161,6 +161,10 @@ extern int	paygw_backoff_initial_s;
 extern int	paygw_backoff_max_s;
 extern int	paygw_give_up_after_s;
 extern int	paygw_lease_time_s;
+extern int	paygw_webhook_max_size;
+extern int	paygw_webhook_min_interval_s;
+extern int	paygw_webhook_replay_window_s;
+extern int	paygw_webhook_retention_s;
 
 extern void paygw_guc_init(void);
 

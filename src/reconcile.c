@@ -237,25 +237,14 @@ paygw_reconcile_free(PaygwItem *item)
 }
 
 /*
- * Prepare a statement over a few invoice ids once, planned afresh for each
- * execution (a plan made while the table was small would scan all of it
- * once it has grown).
+ * A statement over a few invoice ids, prepared once and planned afresh for
+ * each execution (a plan made while the table was small would scan all of
+ * it once it has grown).
  */
 static SPIPlanPtr
 prepare_custom_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(p) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*plan = p;
-	}
-	return *plan;
+	return paygw_spi_prepare_once_opts(plan, sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
 }
 
 /* A one-dimensional array of n datums of type elemtype (nulls[k]: NULL). */

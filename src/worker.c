@@ -268,12 +268,22 @@ xact_begin(const char *activity)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 
+	/*
+	 * Callers do not start a transaction once a stop was asked for (outside
+	 * the orderly stop itself); one that came in just before this line ends
+	 * this transaction at once, as one inside it would.
+	 */
+	in_transaction = true;
+	if (ShutdownRequestPending && !stopping)
+	{
+		InterruptPending = true;
+		ProcDiePending = true;
+	}
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (activity != NULL)
 		pgstat_report_activity(STATE_RUNNING, activity);
-	in_transaction = true;
 	return cxt;
 }
 
@@ -291,16 +301,19 @@ xact_end(MemoryContext cxt)
 /*
  * Is paygw installed in this database, at the version this library's worker
  * needs?  Says once in the log when an older version waits for its update.
- * Runs a transaction.
+ * *ext is set to the extension's OID (InvalidOid when it is not installed):
+ * a different one means it was dropped and created again.  Runs a
+ * transaction.
  */
 static bool
-extension_ready(void)
+extension_ready(Oid *ext)
 {
 	static bool said_old = false;
 	MemoryContext cxt = xact_begin(NULL);
 	bool		ready = false;
 
-	if (OidIsValid(get_extension_oid("paygw", true)))
+	*ext = get_extension_oid("paygw", true);
+	if (OidIsValid(*ext))
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
@@ -336,7 +349,14 @@ new_run(void)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT pg_catalog.nextval('paygw.worker_runs')", false, 1) == SPI_OK_SELECT &&
+	/*
+	 * Above every lease the table carries: a restored dump or a recreated
+	 * extension must not hand out the number of a run that left leases.
+	 */
+	if (SPI_execute("SELECT pg_catalog.setval('paygw.worker_runs',"
+					" GREATEST(pg_catalog.nextval('paygw.worker_runs'),"
+					" (SELECT pg_catalog.max(lease_token) OPERATOR(pg_catalog.+) 1 FROM paygw.invoices)))",
+					false, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1)
 		run = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
@@ -384,8 +404,7 @@ sleep_time(int64 run)
 	/* an index scan of invoices_due, however many invoices are not due yet */
 	if (SPI_execute_plan(paygw_spi_prepare_once(&plan,
 												"SELECT i.next_check_at FROM paygw.invoices i"
-												" WHERE i.status OPERATOR(pg_catalog.=) ANY ('{pending,authorized}'::paygw.payment_status[])"
-												" AND i.next_check_at OPERATOR(pg_catalog.<) 'infinity'"
+												" WHERE i.next_check_at OPERATOR(pg_catalog.<) 'infinity'"
 												" AND (i.lease_until IS NULL OR i.lease_until OPERATOR(pg_catalog.<) pg_catalog.now()"
 												" OR i.lease_token IS DISTINCT FROM $1)"
 												" ORDER BY i.next_check_at LIMIT 1",
@@ -412,6 +431,39 @@ sleep_time(int64 run)
 	SPI_finish();
 	xact_end(cxt);
 	return ms;
+}
+
+/*
+ * Delete webhooks older than paygw.webhook_retention, at most 1000 at a time
+ * (it runs when the worker is about to sleep, so it never delays checks).
+ * Returns how many were deleted.  Runs a short transaction.
+ */
+static int
+purge_webhooks(void)
+{
+	static SPIPlanPtr plan = NULL;
+	MemoryContext cxt;
+	Datum		values[1];
+	int			n = 0;
+
+	if (paygw_webhook_retention_s <= 0)
+		return 0;
+	cxt = xact_begin("paygw: deleting old webhooks");
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	values[0] = Float8GetDatum((double) paygw_webhook_retention_s);
+	if (SPI_execute_plan(paygw_spi_prepare_once(&plan,
+												"DELETE FROM paygw.webhooks w WHERE w.id OPERATOR(pg_catalog.=) ANY (ARRAY("
+												"SELECT o.id FROM paygw.webhooks o"
+												" WHERE o.received_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
+												" OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1))"
+												" ORDER BY o.received_at LIMIT 1000))",
+												1, (Oid[]) {FLOAT8OID}),
+						 values, NULL, false, 0) == SPI_OK_DELETE)
+		n = (int) SPI_processed;
+	SPI_finish();
+	xact_end(cxt);
+	return n;
 }
 
 static void
@@ -468,31 +520,17 @@ apply_batch(PaygwItem **items, int n, PaygwItem **retry, int nretry)
 }
 
 /*
- * Results kept for busy rows: drop those whose lease has ended (the row is
- * someone else's to check now: counted as lost), apply the rest again.
- * Returns the new number kept.
+ * Results kept for busy rows: apply them again.  A result is kept until it is
+ * applied or its row's lease passes to another run or session (then it is
+ * lost: that claimer checks the row).  Returns the new number kept.
  */
 static int
 retry_busy(PaygwItem **retry, int nretry)
 {
-	TimestampTz now = GetCurrentTimestamp();
 	PaygwItem **again = palloc(sizeof(PaygwItem *) * Max(1, nretry));
-	int			nagain = 0;
-	PaygwApplyStats stats;
 
-	memset(&stats, 0, sizeof(stats));
-	for (int i = 0; i < nretry; i++)
-	{
-		if (retry[i]->lease_until <= now)
-		{
-			stats.lost++;
-			paygw_reconcile_free(retry[i]);
-		}
-		else
-			again[nagain++] = retry[i];
-	}
-	add_stats(&stats);
-	return nagain > 0 ? apply_batch(again, nagain, retry, 0) : 0;
+	memcpy(again, retry, sizeof(PaygwItem *) * nretry);
+	return apply_batch(again, nretry, retry, 0);
 }
 
 /*
@@ -568,10 +606,12 @@ paygw_worker_main(Datum main_arg)
 	int			capacity;
 	TimestampTz first_ready = 0;
 	TimestampTz last_retry = 0;
+	TimestampTz last_purge = 0;
 	bool		idle = true;
 	int			concurrency = paygw_max_concurrency;
 	int			per_account = paygw_max_per_account;
 	int64		run = 0;
+	Oid			run_ext = InvalidOid;	/* the extension run was taken from */
 
 	(void) main_arg;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -655,22 +695,30 @@ paygw_worker_main(Datum main_arg)
 		}
 
 		/* after sleeping, make sure there is something to work with */
-		if (idle)
+		if (idle && !ShutdownRequestPending)
 		{
-			if (!extension_ready())
+			Oid			ext;
+
+			if (!extension_ready(&ext))
 			{
 				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 								 Max(paygw_naptime_ms, 5000L), PG_WAIT_EXTENSION);
 				ResetLatch(MyLatch);
 				continue;
 			}
+			/* a recreated extension has a new sequence: a new run too */
+			if (ext != run_ext)
+				run = 0;
 			if (run == 0)
+			{
 				run = new_run();
+				run_ext = ext;
+			}
 			idle = false;
 		}
 
 		/* results kept for rows another session held: try them again */
-		if (nretry > 0 &&
+		if (nretry > 0 && !ShutdownRequestPending &&
 			TimestampDifferenceExceeds(last_retry, GetCurrentTimestamp(), RETRY_MS))
 		{
 			nretry = retry_busy(retry, nretry);
@@ -682,14 +730,17 @@ paygw_worker_main(Datum main_arg)
 		 * are queued or running, so a finished request's slot is refilled
 		 * from the queue at once.  (Leases are sized for the whole queue.)
 		 */
-		if (pending < 2 * concurrency && nready < capacity - 3 * concurrency &&
-			nretry < capacity - 3 * concurrency &&
+		if (pending < 2 * concurrency && !ShutdownRequestPending &&
 			concurrency == paygw_max_concurrency && per_account == paygw_max_per_account)
 		{
 			int			want = Min(paygw_batch_size, 3 * concurrency - pending);
 			int			n;
 
-			want = Min(want, capacity - nready - pending);
+			/*
+			 * Every claimed item may end up in ready[] and then, busy, in
+			 * retry[]: never hold more than capacity items in all.
+			 */
+			want = Min(want, capacity - nready - pending - nretry);
 			n = want > 0 ? claim_batch(itemcxt, pool, claimed, want, run) : 0;
 
 			/* items that could not even be prepared are finished already */
@@ -716,8 +767,14 @@ paygw_worker_main(Datum main_arg)
 				long		ms;
 
 				set_in_flight(0);
+				if (ShutdownRequestPending)
+					continue;
 				if (nretry == 0)
 				{
+					/* old webhooks go in small batches, before a sleep */
+					if (TimestampDifferenceExceeds(last_purge, GetCurrentTimestamp(), 60000) &&
+						purge_webhooks() < 1000)
+						last_purge = GetCurrentTimestamp();
 					idle = true;
 					ms = sleep_time(run);
 				}

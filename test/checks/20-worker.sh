@@ -16,8 +16,6 @@ set -euo pipefail
 . "$(dirname "$0")/lib.bash"
 
 emu="http://127.0.0.1:$PAYGW_EMU_PORT"
-sqlv() { q -d postgres -c "$1"; }
-worker_pid() { sqlv "SELECT pid FROM pg_stat_activity WHERE backend_type = 'paygw worker'"; }
 log=$PAYGW_WORKDIR/server.log
 log_start=$(stat -c %s "$log")   # only what this check causes is examined
 
@@ -153,7 +151,7 @@ bad=$(sqlv "SELECT count(*) FROM paygw.invoices i WHERE payment_id::bigint > 400
 leased=$(sqlv "SELECT count(*) FROM paygw.invoices WHERE lease_until IS NOT NULL OR lease_token IS NOT NULL")
 [ "$leased" = 0 ] || check_fail "$leased invoices still leased"
 twice=$(emu_stat 'sum(1 for k, v in d["by_payment"].items() if k.startswith("okepay:400") and v > 1)')
-echo "after kill -9: $n/$n paid, one event each, no lease left ($twice checked twice after lease expiry)"
+echo "after kill -9: $n/$n paid, one event each, no lease left ($twice asked for twice: the dead worker's requests in flight, asked again by the next run)"
 emu_post config '{"delay_ms": 0}'
 check_ok "a killed worker comes back and every invoice ends in the right state exactly once"
 

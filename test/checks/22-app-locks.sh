@@ -14,17 +14,19 @@ set -euo pipefail
 . "$(dirname "$0")/lib.bash"
 
 emu="http://127.0.0.1:$PAYGW_EMU_PORT"
-sqlv() { q -d postgres -c "$1"; }
-worker_pid() { sqlv "SELECT pid FROM pg_stat_activity WHERE backend_type = 'paygw worker'"; }
 
-for s in lease_time max_concurrency max_per_account; do
+for s in lease_time timeout max_concurrency max_per_account; do
     sqlv "ALTER SYSTEM SET paygw.$s TO DEFAULT" >/dev/null
 done
+sqlv "ALTER SYSTEM SET paygw.timeout = '10s'" >/dev/null
 sqlv "ALTER SYSTEM SET paygw.max_concurrency = 64" >/dev/null
 sqlv "ALTER SYSTEM SET paygw.max_per_account = 64" >/dev/null
 sqlv "SELECT pg_reload_conf()" >/dev/null
 cleanup() {
-    for s in lease_time max_concurrency max_per_account; do
+    # this check's data goes, whatever happened (later checks count invoices)
+    q -d postgres -c "DROP TABLE IF EXISTS app_orders" -c "DROP EXTENSION IF EXISTS paygw CASCADE" \
+        >/dev/null 2>&1 || true
+    for s in lease_time timeout max_concurrency max_per_account; do
         q -d postgres -c "ALTER SYSTEM RESET paygw.$s" >/dev/null 2>&1 || true
     done
     q -d postgres -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
@@ -32,12 +34,10 @@ cleanup() {
 }
 trap cleanup EXIT
 [ "$(sqlv "SELECT current_setting('paygw.lease_time')")" = 5min ] || check_fail "paygw.lease_time is not the default"
+[ "$(sqlv "SELECT current_setting('paygw.timeout')")" = 10s ] || check_fail "paygw.timeout is not the default"
 
-sqlv "CREATE EXTENSION IF NOT EXISTS paygw" >/dev/null
-q -d postgres -v emu="$emu" >/dev/null <<'SQL'
-INSERT INTO paygw.credentials (name, provider, merchant_id, secret, base_url)
-VALUES ('ok', 'okepay', 'demo-shop', 'okepay-test-secret-7Qx', :'emu' || '/okepay')
-ON CONFLICT (name) DO NOTHING;
+worker_db_ready
+q -d postgres >/dev/null <<'SQL'
 -- the application's own table, pointing at paygw's invoices
 CREATE TABLE app_orders (id serial PRIMARY KEY,
                          invoice_id bigint NOT NULL REFERENCES paygw.invoices (id));
@@ -63,29 +63,30 @@ stat() { sqlv "SELECT $1 FROM paygw.worker_status"; }
 
 # --- 1. locks taken while the requests are in flight --------------------------
 emu_post reset '{}'
-emu_post config '{"delay_ms": 1500}'
+emu_post config '{"delay_ms": 3000}'
 base=8000000
 busy0=$(stat busy); lost0=$(stat lost)
 sqlv "SELECT count(paygw_track('okepay', ($base + i)::text)) FROM generate_series(1, $n) i" >/dev/null
 wait_for 10 '[ "$(stat in_flight)" -ge 40 ]' || check_fail "requests not in flight"
 lo=$(sqlv "SELECT min(id) FROM paygw.invoices WHERE $(in_batch $base)")
 # a foreign key from the application's table on every invoice (FOR KEY SHARE),
-# FOR SHARE on 20 of them, an UPDATE of 10 more; held for 2 s, across the
-# moment the answers arrive
+# FOR SHARE on 20 of them, an UPDATE of 10 more; each held for 4 s from when
+# it is taken, which is before the answers arrive (3 s after they were asked)
 psql -X -q -d postgres -c "BEGIN" \
     -c "INSERT INTO app_orders (invoice_id) SELECT id FROM paygw.invoices WHERE $(in_batch $base)" \
-    -c "SELECT pg_sleep(3)" -c "COMMIT" >/dev/null &
+    -c "SELECT pg_sleep(4) AS held_fk" -c "COMMIT" >/dev/null &
 fk=$!
 psql -X -q -d postgres -c "BEGIN" \
     -c "SELECT count(*) FROM (SELECT id FROM paygw.invoices WHERE id >= $lo + 10 AND id < $lo + 30 FOR SHARE) s" \
-    -c "SELECT pg_sleep(3)" -c "COMMIT" >/dev/null &
+    -c "SELECT pg_sleep(4) AS held_share" -c "COMMIT" >/dev/null &
 share=$!
 psql -X -q -d postgres -c "BEGIN" \
     -c "UPDATE paygw.invoices SET response = response WHERE id >= $lo + 30 AND id < $lo + 40" \
-    -c "SELECT pg_sleep(3)" -c "COMMIT" >/dev/null &
+    -c "SELECT pg_sleep(4) AS held_update" -c "COMMIT" >/dev/null &
 upd=$!
-sleep 1
-t_held=$(date +%s%N)
+wait_for 5 '[ "$(sqlv "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '\''SELECT pg_sleep(4) AS held_%'\''")" = 3 ]' \
+    || check_fail "the application sessions did not take their locks"
+[ "$(paid $base)" = 0 ] || check_fail "answers arrived before the locks were taken; the check proves nothing"
 # the answers arrive while the locks are held; the foreign key alone does not
 # hold anything back
 wait_for 5 '[ "$(sqlv "SELECT count(*) FROM paygw.invoices WHERE $(in_batch $base) AND status = '\''paid'\'' AND (id < $lo + 10 OR id >= $lo + 40)")" = 20 ]' \
@@ -125,6 +126,4 @@ verify $base "held when due"
 echo "rows held when they fell due: all $n paid ${ms} ms after the lock went"
 check_ok "rows the application holds are claimed on a later pass"
 
-sqlv "DROP TABLE app_orders" >/dev/null
-sqlv "DROP EXTENSION paygw CASCADE" >/dev/null
 emu_post config '{"delay_ms": 0}'

@@ -61,7 +61,7 @@ done
 echo "after recovery: every invoice's status matches its history in both databases"
 
 # the worker finishes its own; a refresh finishes the other database's
-wait_for 60 '[ "$(q -d postgres -c "SELECT count(*) FROM paygw.invoices WHERE payment_id::bigint > 6100000 AND status = '\''paid'\''")" = '"$n"' ]' \
+wait_for 60 '[ "$(q -d postgres -c "SELECT count(*) FROM paygw.invoices WHERE payment_id::bigint > 6100000 AND payment_id::bigint <= 6100000 + '"$n"' AND status = '\''paid'\''")" = '"$n"' ]' \
     || check_fail "worker did not finish its invoices after the crash"
 q -d "$db" -c "SELECT paygw_refresh($n)" >/dev/null
 [ "$(q -d "$db" -c "SELECT count(*) FROM paygw.invoices WHERE status = 'paid'")" = "$n" ] \

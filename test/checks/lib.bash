@@ -60,3 +60,16 @@ emu_stat() {
         python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"
 }
 emu_post() { curl -sf -X POST -o /dev/null -d "$2" "http://127.0.0.1:$PAYGW_EMU_PORT/_control/$1"; }
+
+# In database postgres, where the test cluster's worker runs
+sqlv() { q -d postgres -c "$1"; }
+worker_pid() { sqlv "SELECT pid FROM pg_stat_activity WHERE backend_type = 'paygw worker'"; }
+# the extension and the okepay account "ok" in database postgres (idempotent)
+worker_db_ready() {
+    sqlv "CREATE EXTENSION IF NOT EXISTS paygw" >/dev/null
+    q -d postgres -v emu="http://127.0.0.1:$PAYGW_EMU_PORT" >/dev/null <<'SQL'
+INSERT INTO paygw.credentials (name, provider, merchant_id, secret, base_url)
+VALUES ('ok', 'okepay', 'demo-shop', 'okepay-test-secret-7Qx', :'emu' || '/okepay')
+ON CONFLICT (name) DO NOTHING;
+SQL
+}
