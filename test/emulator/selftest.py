@@ -822,8 +822,8 @@ def test_control(t, c):
     t.eq("config bad delay", c.control("config", {"delay_ms": -1}).status, 400)
     t.eq("config GET", (json_or_none(c.raw("GET", "/_control/config")) or {}).get("config", {}).get("delay_ms"), 300)
     stats = c.stats()
-    t.eq("stats keys", sorted(stats), ["by_payment", "connections", "in_flight", "max_in_flight", "requests", "signature_failures",
-                                  "tls_resumed"])
+    t.eq("stats keys", sorted(stats), ["by_payment", "connections", "created", "creates", "creates_by_order", "in_flight",
+                                       "max_in_flight", "requests", "signature_failures", "tls_resumed"])
     t.eq("stats requests keys", sorted(stats["requests"]), sorted(["okepay", "obmenka", "alikassa", "morune"]))
     t.eq("reset", c.reset(), 200)
     t.check("reset clears delay", c.okepay(101).elapsed < 0.2)
