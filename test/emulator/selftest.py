@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -822,8 +823,8 @@ def test_control(t, c):
     t.eq("config bad delay", c.control("config", {"delay_ms": -1}).status, 400)
     t.eq("config GET", (json_or_none(c.raw("GET", "/_control/config")) or {}).get("config", {}).get("delay_ms"), 300)
     stats = c.stats()
-    t.eq("stats keys", sorted(stats), ["by_payment", "connections", "in_flight", "max_in_flight", "requests", "signature_failures",
-                                  "tls_resumed"])
+    t.eq("stats keys", sorted(stats), ["by_payment", "connections", "created", "creates", "creates_by_order", "in_flight",
+                                       "max_in_flight", "requests", "signature_failures", "tls_resumed"])
     t.eq("stats requests keys", sorted(stats["requests"]), sorted(["okepay", "obmenka", "alikassa", "morune"]))
     t.eq("reset", c.reset(), 200)
     t.check("reset clears delay", c.okepay(101).elapsed < 0.2)
@@ -834,6 +835,615 @@ def test_control(t, c):
          (3, {"okepay:101": 2}, 0))
     t.eq("unknown control endpoint", c.raw("GET", "/_control/nope").status, 404)
     t.eq("control wrong method", c.raw("GET", "/_control/reset").status, 405)
+
+
+# ======================================================================================
+# The payment lifecycle: creates, settle, webhooks (written from PROVIDERS.md, section
+# "Creating invoices and notifications", independently of the emulator's code)
+# ======================================================================================
+
+NOTIFY_PUBLIC = os.path.normpath(os.path.join(HERE, FIX["gateway_keys"]["alikassa"]["notification_public_key"]))
+NOTIFY_PRIVATE = os.path.normpath(os.path.join(HERE, FIX["gateway_keys"]["alikassa"]["notification_private_key"]))
+OKEPAY_FORM = "application/x-www-form-urlencoded"
+
+# AliKassa notification vector (recorded in README.md)
+ALI_VECTOR_FIELDS = [
+    ("type", "payment"), ("id", "200000042"), ("order_id", "order/42"), ("payment_status", "paid"),
+    ("amount", "1500.00"), ("payment_amount", "1500.00"), ("commission_amount", "45.00"),
+    ("is_partial_payment", "0"), ("account", "93d5df06-996c-48c3-9847-348d6b580b80"),
+    ("service", "payment_card_rub"), ("desc", "Оплата заказа/42 €😀\t"),
+]
+ALI_VECTOR_MESSAGE = (
+    '{"type":"payment","id":200000042,"order_id":"order\\/42","payment_status":"paid","amount":"1500.00",'
+    '"payment_amount":"1500.00","commission_amount":"45.00","is_partial_payment":"0",'
+    '"account":"93d5df06-996c-48c3-9847-348d6b580b80","service":"payment_card_rub",'
+    '"desc":"\\u041e\\u043f\\u043b\\u0430\\u0442\\u0430 \\u0437\\u0430\\u043a\\u0430\\u0437\\u0430\\/42 \\u20ac\\ud83d\\ude00\\t"}')
+ALI_VECTOR_SHA1 = (
+    "c8OaZPgqGerirfpD7xdTz6nqE/MxpKjt00Gh4BnxnkcdsLkx2Ajpe2HuaBjU/GnqlgXJHsLmskmSmyQO2QhbtELDWaITo2hqBAtn5i2Zc0hbnPNz"
+    "GgeJalIzSVEgmKrht93S0znUnG9oX5hOwzeTbnVgsZpspFjkp15DhEb/Jv33KOA2uHOXkW+DKZm+DYzo2euuNCLRjseYfV2aCx9MLrGwcxrMKdHK"
+    "q7gOZTPOBVS76LleiwjJWD9oIWr+nJnsiiMoQIwkXBXiXrsW5ftiIAG65mwzyjlGvreReEbY7P14OKO4Ig/JzIeAHOFnsGfp9B5KkQ6eIm0XnGCf"
+    "Lm5+YQ==")
+ALI_VECTOR_SHA256 = (
+    "GTDhyNikKgqOy6KSDtRE4xiV9THEHSMhqktmKkQpIE3IE4EkKodlezDfZB21jWpLoMOdbPtxO32phpohUDtQ3SU2zFEsNawMgbnCbgZ9vRP2/+IO"
+    "zHn1svkRL4jG0xKQiBODyfZ4osk/5REL6Xwu+P/f9Cd85qV4x7f+xQkOXeWhOSjqLuleZuU8Jo7JCYFZIXngglnvOD2OkVjbCN4I7Wiic4bodXkh"
+    "IKeNUH5omB1dVFD6hJNT+eq1K1dqLJi9CPbB2EWtkqj/UetuM2HiBdmruPhE8m6y0TWkvF3Mw1BFrW0iVWpyEbl1MKNtsCa109tMQEz4rgtYHWPb"
+    "YT3NTw==")
+# Morune escaping vector (key "example"; recorded in README.md)
+MORUNE_ESC_BODY = ('{"invoice_id":"a3e9ff6f-c5c1-3bcd-854e-4bc995b1ae7a","status":"success","amount":"100.00",'
+                   '"currency":"RUB","order_id":"order/42","custom_fields":{"user":1,"comment":"Оплата €😀"},'
+                   '"type":1,"credited":"97.00"}')
+MORUNE_ESC_NONE = "4190465499167a1e48ce333864b420b3d75cbde3e7cf9460d961d114b6855900"
+MORUNE_ESC_PHP = "d4d25b788a7c88b2f5fd83cc60f38df62cb6b11958fbab6e4e09b96964765134"
+MORUNE_DOC_BODY = ('{"amount":"100.00","credited":"95.50","custom_fields":{"user":1},'
+                   '"invoice_id":"a3e9ff6f-c5c1-3bcd-854e-4bc995b1ae7a",'
+                   '"order_id":"c78d8fe9-ab44-3f21-a37a-ce4ca269cb47","pay_service":"card",'
+                   '"pay_time":"2023-04-06 16:27:59","payer_details":"553691******1279",'
+                   '"status":"success","type":1}')
+MORUNE_DOC_SIG = "e582b14dd13f8111711e3cb66a982fd7bff28a0ddece8bde14a34a5bb4449136"
+
+
+def php_json(obj):
+    """PHP json_encode with default flags, from Python's ASCII-only JSON: '/' escaped,
+    and DEL left raw (Python escapes it, PHP does not)."""
+    text = json.dumps(obj, separators=(",", ":"))
+    text = text.replace("/", "\\/")
+    return re.sub(r"(\\\\)|\\u007f", lambda m: m.group(1) or "\x7f", text)
+
+
+def morune_signed_text(body_text, php_escape):
+    """What a Morune webhook receiver signs: parse, sort the top-level keys, compact JSON."""
+    obj = json.loads(body_text)
+    ordered = {k: obj[k] for k in sorted(obj, key=lambda k: k.encode("utf-8"))}
+    return php_json(ordered) if php_escape else json.dumps(ordered, ensure_ascii=False, separators=(",", ":"))
+
+
+def morune_verify(key, body_text, signature):
+    """The receiver strategy of PROVIDERS.md: unescaped first, then PHP-escaped.
+    Returns the variant that matched ("none"/"php") or None."""
+    for name, php_escape in (("none", False), ("php", True)):
+        mac = hmac.new(key.encode("utf-8"), morune_signed_text(body_text, php_escape).encode("utf-8"), hashlib.sha256)
+        if hmac.compare_digest(mac.hexdigest(), signature):
+            return name
+    return None
+
+
+def form_pairs(query):
+    """Split a query string into decoded (key, value) pairs (form semantics)."""
+    from urllib.parse import unquote_plus
+    return [(unquote_plus(k), unquote_plus(v)) for k, _, v in (p.partition("=") for p in query.split("&") if p)]
+
+
+def alikassa_verify(query, digest):
+    """Verify an AliKassa notification's query with the notification public key."""
+    with open(NOTIFY_PUBLIC, "rb") as f:
+        public = serialization.load_pem_public_key(f.read())
+    got = dict(form_pairs(query))
+    keys = ["type", "id", "order_id", "payment_status", "amount", "payment_amount", "commission_amount",
+            "is_partial_payment", "account", "service", "desc"]
+    obj = {k: got.get(k) for k in keys}
+    if obj["id"] is not None and re.fullmatch(r"[0-9]+", obj["id"]):
+        obj["id"] = int(obj["id"])
+    message = php_json(obj).encode("utf-8")
+    algorithm = hashes.SHA1() if digest == "sha1" else hashes.SHA256()
+    try:
+        public.verify(base64.b64decode(got.get("sign", "")), message, padding.PKCS1v15(), algorithm)
+        return True
+    except Exception:
+        return False
+
+
+def okepay_create(c, pairs, instance=None, secret=None, sign_text=None, ctype=OKEPAY_FORM, prefix="", extra_body=""):
+    """POST a create: body = pairs in order (bracketed names as PHP writes them) plus
+    ApiSignature over the same text."""
+    body = http_build_query(pairs)
+    signature = okepay_sign(OKEPAY["secret"] if secret is None else secret, body if sign_text is None else sign_text)
+    SENT_SECRETS.add(signature)
+    full = (body + "&" if body else "") + extra_body + "ApiSignature=" + php_urlencode(signature)
+    query = "instance=" + php_urlencode(OKEPAY["instance"] if instance is None else instance)
+    return c.raw("POST", f"{prefix}/okepay/v1.0/Gateway/?{query}", [("Content-Type", ctype)], full.encode("ascii"))
+
+
+def obmenka_call(c, endpoint, obj, salt=None, prefix=""):
+    body = obj if isinstance(obj, bytes) else json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    return c.raw("POST", f"{prefix}/obmenka/api/einvoice/{endpoint}", c.obmenka_headers(body, salt=salt), body)
+
+
+def alikassa_create(c, obj, account=None, key_path=ALIKASSA_KEY, prefix=""):
+    body = json.dumps(obj).encode("utf-8")
+    account = account or ALI_SHA1
+    sign = alikassa_sign(body, account.get("digest", "sha1"), key_path)
+    SENT_SECRETS.add(sign)
+    return c.raw("POST", f"{prefix}/alikassa/v1/payment",
+                 [("Content-Type", "application/json"), ("Account", account["account"]), ("Sign", sign)], body)
+
+
+def morune_create(c, obj, key=None, prefix=""):
+    body = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    return c.raw("POST", f"{prefix}/morune/invoice/create",
+                 [("Content-Type", "application/json"), ("x-api-key", MORUNE["api_key"] if key is None else key)], body)
+
+
+def ali_order(order_id, **extra):
+    obj = {"amount": "100.00", "order_id": order_id, "service": "payment_card_rub", "customer_ip": "203.0.113.7",
+           "customer_browser_user_agent": "Mozilla/5.0 (paygw selftest)"}
+    obj.update(extra)
+    return obj
+
+
+def mo_order(order_id, **extra):
+    obj = {"amount": 100.5, "order_id": order_id, "shop_id": MORUNE["shop_id"]}
+    obj.update(extra)
+    return obj
+
+
+def test_lifecycle_vectors(t, c):
+    sys.path.insert(0, HERE)
+    import emulator as emu_module          # the emulator's own signing functions
+    doc = json.loads(MORUNE_DOC_BODY)
+    t.eq("morune docs vector: emulator signing function",
+         emu_module.morune_webhook_signature(b"example", doc, False), MORUNE_DOC_SIG)
+    t.eq("morune docs vector: emulator, php escaping (ASCII body)",
+         emu_module.morune_webhook_signature(b"example", doc, True), MORUNE_DOC_SIG)
+    t.eq("morune docs vector: independent receiver", morune_verify("example", MORUNE_DOC_BODY, MORUNE_DOC_SIG), "none")
+    esc = json.loads(MORUNE_ESC_BODY)
+    t.eq("morune escaping vector none: emulator", emu_module.morune_webhook_signature(b"example", esc, False), MORUNE_ESC_NONE)
+    t.eq("morune escaping vector php: emulator", emu_module.morune_webhook_signature(b"example", esc, True), MORUNE_ESC_PHP)
+    t.eq("morune escaping vector none: independent", morune_verify("example", MORUNE_ESC_BODY, MORUNE_ESC_NONE), "none")
+    t.eq("morune escaping vector php: independent", morune_verify("example", MORUNE_ESC_BODY, MORUNE_ESC_PHP), "php")
+    fields = dict(ALI_VECTOR_FIELDS)
+    t.eq("alikassa vector message: emulator", emu_module.alikassa_notification_message(fields).decode("utf-8"),
+         ALI_VECTOR_MESSAGE)
+    obj = dict(fields, id=int(fields["id"]))
+    t.eq("alikassa vector message: independent", php_json(obj), ALI_VECTOR_MESSAGE)
+    t.eq("php json: DEL raw, controls escaped", php_json({"a": "\x7f\x01\n/\\"}), '{"a":"\x7f\\u0001\\n\\/\\\\"}')
+    t.eq("emulator php json agrees", emu_module.json_compact({"a": "\x7f\x01\n/\\"}), php_json({"a": "\x7f\x01\n/\\"}))
+    private = load_private(NOTIFY_PRIVATE)
+    with open(NOTIFY_PUBLIC, "rb") as f:
+        public = serialization.load_pem_public_key(f.read())
+    t.eq("notification key pair matches", private.public_key().public_numbers(), public.public_numbers())
+    for digest, algorithm, want in (("sha1", hashes.SHA1(), ALI_VECTOR_SHA1), ("sha256", hashes.SHA256(), ALI_VECTOR_SHA256)):
+        sig = base64.b64encode(private.sign(ALI_VECTOR_MESSAGE.encode(), padding.PKCS1v15(), algorithm)).decode()
+        t.eq(f"alikassa vector {digest}: signature", sig, want)
+        query = "&".join(f"{php_urlencode(k)}={php_urlencode(v)}" for k, v in ALI_VECTOR_FIELDS) + "&sign=" + php_urlencode(want)
+        t.check(f"alikassa vector {digest}: verifies from the query", alikassa_verify(query, digest))
+        t.check(f"alikassa vector {digest}: other digest fails",
+                not alikassa_verify(query, "sha256" if digest == "sha1" else "sha1"))
+    with open(ALIKASSA_KEY.replace("alikassa-test.pem", "alikassa-test.pub.pem"), "rb") as f:
+        merchant = serialization.load_pem_public_key(f.read())
+    t.check("notification key is not the merchant key", merchant.public_numbers() != public.public_numbers())
+    # the vector through the control API: a payment with exactly these values
+    c.reset()
+    payment = {"id": 200000042, "order_id": "order/42", "payment_status": "paid", "amount": "1500.00",
+               "payment_amount": "1500.00", "commission_amount": "45.00", "service_code": "payment_card_rub",
+               "_scope": "93d5df06-996c-48c3-9847-348d6b580b80", "_create": {"desc": fields["desc"]}}
+    t.eq("vector payment stored", c.control("set", {"provider": "alikassa", "payment": payment}).status, 200)
+    for digest, want in (("sha1", ALI_VECTOR_SHA1), ("sha256", ALI_VECTOR_SHA256)):
+        hook = json_or_none(c.control("webhook", {"provider": "alikassa", "id": "200000042", "digest": digest,
+                                                  "url": "https://merchant.example/ak/notify"}))
+        t.eq(f"alikassa vector {digest}: webhook sign", dict(form_pairs(hook["query"])).get("sign"), want)
+        t.eq(f"alikassa vector {digest}: query pairs in order", form_pairs(hook["query"]),
+             ALI_VECTOR_FIELDS + [("sign", want)])
+
+
+def test_create_okepay(t, c):
+    c.reset()
+    c.control("config", {"now": 1767225600})
+    pairs = [("amount", 1050), ("currency", "CHF"), ("referenceId", "inv ä/1~x"), ("purpose", "Order 42"),
+             ("pm[0]", "visa"), ("pm[1]", "mastercard"), ("psp[0]", 44), ("fields[email][value]", "a@b.example"),
+             ("basket[0][name]", "Tee shirt"), ("basket[0][amount]", 1050), ("preAuthorization", False),
+             ("successRedirectUrl", "https://shop.example/ok?x=1"), ("unknownField", "ignored")]
+    resp = okepay_create(c, pairs)
+    body = json_or_none(resp) or {}
+    t.eq("okepay create: 200", resp.status, 200)
+    gw = (body.get("data") or [{}])[0]
+    t.eq("okepay create: shape", (body.get("status"), gw.get("status"), gw.get("invoices"), gw.get("amount"),
+                                  gw.get("currency"), gw.get("referenceId"), gw.get("createdAt")),
+         ("success", "waiting", [], 1050, "CHF", "inv ä/1~x", 1767225600))
+    t.check("okepay create: integer id and hash", isinstance(gw.get("id"), int) and isinstance(gw.get("hash"), str), gw)
+    t.eq("okepay create: link", gw.get("link"), f"http://127.0.0.1:{c.port}/pay/okepay/{gw.get('id')}")
+    t.eq("okepay create: nested fields and pm", (gw.get("fields"), gw.get("pm"), gw.get("psp")),
+         ({"email": {"value": "a@b.example"}}, ["visa", "mastercard"], [44]))
+    check_json_reply(t, "okepay create: visible to status", c.okepay(gw.get("id")), 200, body)
+    page = c.raw("GET", f"/pay/okepay/{gw.get('id')}")
+    t.check("okepay pay page", page.status == 200 and page.header("content-type").startswith("text/html"), page)
+    second = (json_or_none(okepay_create(c, pairs)) or {}).get("data", [{}])[0]
+    t.check("okepay create: same referenceId makes a second gateway", second.get("id") not in (None, gw.get("id")), second)
+    t.eq("okepay create: both visible", [json_or_none(c.okepay(i))["data"][0]["referenceId"]
+                                         for i in (gw.get("id"), second.get("id"))], ["inv ä/1~x"] * 2)
+    # `pm[]` as sent: PHP numbers it, so the signed text has pm%5B0%5D
+    raw_body = "amount=100&currency=EUR&pm%5B%5D=visa"
+    sig = okepay_sign(OKEPAY["secret"], "amount=100&currency=EUR&pm%5B0%5D=visa")
+    resp = c.raw("POST", "/okepay/v1.0/Gateway/?instance=demo-shop", [("Content-Type", OKEPAY_FORM)],
+                 f"{raw_body}&ApiSignature={php_urlencode(sig)}".encode())
+    t.eq("okepay create: pm[] signed as PHP rebuilds it", resp.status, 200)
+    sig = okepay_sign(OKEPAY["secret"], raw_body)
+    resp = c.raw("POST", "/okepay/v1.0/Gateway/?instance=demo-shop", [("Content-Type", OKEPAY_FORM)],
+                 f"{raw_body}&ApiSignature={php_urlencode(sig)}".encode())
+    t.eq("okepay create: pm[] signed raw is rejected", resp.status, 401)
+    bad = {"status": "error", "message": "The API Signature is not valid"}
+    check_json_reply(t, "okepay create: wrong secret", okepay_create(c, pairs[:2], secret="nope"), 401, bad)
+    check_json_reply(t, "okepay create: signature over other text",
+                     okepay_create(c, pairs[:2], sign_text="amount=1050&currency=EUR"), 401, bad)
+    check_json_reply(t, "okepay create: '~' not encoded as PHP does",
+                     c.raw("POST", "/okepay/v1.0/Gateway/?instance=demo-shop", [("Content-Type", OKEPAY_FORM)],
+                           ("amount=1&currency=EUR&referenceId=a~b&ApiSignature="
+                            + php_urlencode(okepay_sign(OKEPAY["secret"], "amount=1&currency=EUR&referenceId=a~b"))).encode()),
+                     401, bad)
+    check_json_reply(t, "okepay create: JSON body", okepay_create(c, pairs[:2], ctype="application/json"), 401, bad)
+    check_json_reply(t, "okepay create: unknown instance", okepay_create(c, pairs[:2], instance="other"), 401,
+                     {"status": "error", "message": "Instance not found"})
+    for name, ps, message in (
+            ("no amount", [("currency", "CHF")], "Parameter amount is required"),
+            ("no currency", [("amount", 100)], "Parameter currency is required"),
+            ("decimal amount", [("amount", "10.50"), ("currency", "CHF")], "Parameter amount is invalid"),
+            ("zero amount", [("amount", 0), ("currency", "CHF")], "Parameter amount is invalid"),
+            ("lower-case currency", [("amount", 100), ("currency", "chf")], "Parameter currency is invalid"),
+            ("bad validity", [("amount", 100), ("currency", "CHF"), ("validity", "soon")], "Parameter validity is invalid")):
+        check_json_reply(t, f"okepay create: {name}", okepay_create(c, ps), 400, {"status": "error", "message": message})
+    t.eq("okepay create: POST to a gateway id", c.raw("POST", "/okepay/v1.0/Gateway/101/").status, 405)
+    resp = okepay_create(c, [("amount", 100), ("currency", "CHF")], prefix="/_fault/reset")
+    t.eq("okepay create under a reset fault: reply lost", resp.end, "reset")
+    stats = c.stats()
+    t.eq("okepay create under a reset fault: created anyway", stats["created"]["okepay"], 4)
+    t.eq("okepay stats: creates and by order", (stats["creates"]["okepay"], stats["creates_by_order"].get("okepay:inv ä/1~x")),
+         (16, 2))
+
+
+def test_create_obmenka(t, c):
+    c.reset()
+    c.control("config", {"now": 1767225600})
+    order = {"payment_id": "ob-new-1", "currency": "visamaster.uah", "amount": "10.50", "description": "Заказ 1",
+             "sender": "a@b.example", "account": "x", "success_url": "https://shop.example/ok",
+             "fail_url": "https://shop.example/fail", "status_url": "https://shop.example/cb?inv=ob-new-1&k=%2F",
+             "extra_fields": {"a": 1}, "unknown": True}
+    resp = obmenka_call(c, "create", order)
+    created = json_or_none(resp) or {}
+    t.eq("obmenka create: 200", resp.status, 200)
+    t.eq("obmenka create: payment_id echoed", created.get("payment_id"), "ob-new-1")
+    t.check("obmenka create: tracking like 79DF-60B0-17F6",
+            re.fullmatch(r"[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}", str(created.get("tracking"))), created)
+    check_obmenka_signed(t, "obmenka create", resp)
+    status = json_or_none(c.obmenka({"payment_id": "ob-new-1"})) or {}
+    t.eq("obmenka create: visible by payment_id", (status.get("tracking"), status.get("status"), status.get("amount"),
+                                                   status.get("currency"), status.get("accrual_currency"), status.get("created")),
+         (created.get("tracking"), "CREATED", "10.50", "visamaster.uah", "UAH", "2026-01-01 00:00:00"))
+    t.eq("obmenka create: visible by tracking", json_or_none(c.obmenka({"tracking": created.get("tracking")})), status)
+    resp = obmenka_call(c, "create", order)
+    check_json_reply(t, "obmenka create: duplicate payment_id", resp, 200,
+                     {"error": {"code": 409, "message": "Payment with this payment_id already exists"}})
+    check_obmenka_signed(t, "obmenka duplicate", resp)
+    check_json_reply(t, "obmenka create: fixture payment_id taken", obmenka_call(c, "create", dict(order, payment_id="ob-order-1700")),
+                     200, {"error": {"code": 409, "message": "Payment with this payment_id already exists"}})
+    for name, change, message in (
+            ("no payment_id", {"payment_id": None}, "Field payment_id is required"),
+            ("no currency", {"currency": None}, "Field currency is required"),
+            ("no amount", {"amount": None}, "Field amount is required"),
+            ("unknown method", {"currency": "UAH"}, "Field currency is invalid"),
+            ("comma amount", {"amount": "10,50"}, "Field amount is invalid"),
+            ("three decimals", {"amount": "10.505"}, "Field amount is invalid"),
+            ("bad status_url", {"status_url": "ftp://x"}, "Field status_url is invalid")):
+        obj = {k: v for k, v in dict(dict(order, payment_id="ob-bad"), **change).items() if v is not None}
+        resp = obmenka_call(c, "create", obj)
+        check_json_reply(t, f"obmenka create: {name}", resp, 400, {"error": {"code": 400, "message": message}})
+    t.eq("obmenka create: number amount", json_or_none(obmenka_call(c, "create", dict(order, payment_id="ob-num", amount=1000)))
+         .get("payment_id"), "ob-num")
+    t.eq("obmenka create: number amount stored", json_or_none(c.obmenka({"payment_id": "ob-num"}))["amount"], "1000.00")
+    check_json_reply(t, "obmenka create: bad signature", obmenka_call(c, "create", dict(order, payment_id="x"), salt="wrong"),
+                     403, {"error": {"code": 403, "message": "Invalid signature"}})
+    resp = obmenka_call(c, "process", {"payment_id": "ob-new-1"})
+    link = f"http://127.0.0.1:{c.port}/pay/obmenka/{created.get('tracking')}"
+    check_json_reply(t, "obmenka process", resp, 200, {"payment_id": "ob-new-1", "tracking": created.get("tracking"),
+                                                        "status": "PAYIN", "pay_link": link, "pay_form": link + "?form=1"})
+    check_obmenka_signed(t, "obmenka process", resp)
+    t.eq("obmenka process: status is PAYIN", json_or_none(c.obmenka({"payment_id": "ob-new-1"}))["status"], "PAYIN")
+    t.eq("obmenka process by tracking", json_or_none(obmenka_call(c, "process", {"tracking": created.get("tracking")}))["status"],
+         "PAYIN")
+    check_json_reply(t, "obmenka process: unknown", obmenka_call(c, "process", {"payment_id": "nope"}), 200,
+                     {"error": {"code": 401, "message": "Payment not found"}})
+    check_json_reply(t, "obmenka process: no id", obmenka_call(c, "process", {}), 400,
+                     {"error": {"code": 400, "message": "Invalid request"}})
+    c.control("settle", {"provider": "obmenka", "order_id": "ob-new-1", "status": "paid"})
+    check_json_reply(t, "obmenka process: paid invoice", obmenka_call(c, "process", {"payment_id": "ob-new-1"}), 200,
+                     {"error": {"code": 409, "message": "Payment is already processed"}})
+    stats = c.stats()
+    t.eq("obmenka stats", (stats["creates"]["obmenka"], stats["creates_by_order"].get("obmenka:ob-new-1"),
+                           stats["created"]["obmenka"]), (12, 2, 2))
+
+
+def test_create_alikassa(t, c):
+    c.reset()
+    order = ali_order("ak-new-1", desc="Заказ/1", lifetime=900, customer_email="a@b.example",
+                      success_redirect_url="https://shop.example/ok", notification_endpoint_url="https://shop.example/ak?x=1",
+                      something_new="ignored")
+    resp = alikassa_create(c, order)
+    created = json_or_none(resp) or {}
+    t.eq("alikassa create: 200", resp.status, 200)
+    t.eq("alikassa create: keys", sorted(created), ["id", "payment_status", "success_redirect_url", "url", "uuid"])
+    t.eq("alikassa create: status and redirect", (created.get("payment_status"), created.get("success_redirect_url")),
+         ("wait", "https://shop.example/ok"))
+    t.check("alikassa create: integer id", isinstance(created.get("id"), int), created)
+    t.eq("alikassa create: url", created.get("url"), f"http://127.0.0.1:{c.port}/pay/alikassa/{created.get('uuid')}")
+    by_id = json_or_none(c.alikassa({"id": str(created.get("id"))})) or {}
+    t.eq("alikassa create: visible by id", (by_id.get("payment_status"), by_id.get("order_id"), by_id.get("amount"),
+                                            by_id.get("service_code"), by_id.get("url")),
+         ("wait", "ak-new-1", "100.00", "payment_card_rub", created.get("url")))
+    t.eq("alikassa create: visible by order_id", json_or_none(c.alikassa({"order_id": "ak-new-1"})), by_id)
+    t.eq("alikassa pay page", c.raw("GET", f"/pay/alikassa/{created.get('uuid')}").status, 200)
+    taken = {"message": "The given data was invalid.", "errors": {"order_id": ["The order id has already been taken."]}}
+    check_json_reply(t, "alikassa create: duplicate order_id", alikassa_create(c, order), 400, taken)
+    check_json_reply(t, "alikassa create: fixture order_id taken", alikassa_create(c, ali_order("ak-order-536")), 400, taken)
+    other = alikassa_create(c, ali_order("ak-new-1", amount=5), account=ALI_SHA256)
+    t.eq("alikassa create: same order_id on another account", other.status, 200)
+    t.eq("alikassa status: each account sees its own order",
+         (json_or_none(c.alikassa({"order_id": "ak-new-1"}))["amount"],
+          json_or_none(c.alikassa({"order_id": "ak-new-1"}, account=ALI_SHA256))["amount"]), ("100.00", "5.00"))
+    t.eq("alikassa status: other account's id is unknown",
+         c.alikassa({"id": created.get("id")}, account=ALI_SHA256).status, 400)
+    check_json_reply(t, "alikassa create: all required missing", alikassa_create(c, {}), 400, {
+        "message": "The given data was invalid.", "errors": {
+            "amount": ["The amount field is required."], "order_id": ["The order id field is required."],
+            "service": ["The service field is required."], "customer_ip": ["The customer ip field is required."],
+            "customer_browser_user_agent": ["The customer browser user agent field is required."]}})
+    for name, change, field, message in (
+            ("unknown service", {"service": "payment_paypal_usd"}, "service", "The selected service is invalid."),
+            ("three decimals", {"amount": "1.234"}, "amount", "The amount must have 0-2 decimal places."),
+            ("not a number", {"amount": "abc"}, "amount", "The amount must be a number."),
+            ("zero", {"amount": "0.00"}, "amount", "The amount must be at least 0.01."),
+            ("lifetime too short", {"lifetime": 899}, "lifetime", "The lifetime must be between 900 and 3600."),
+            ("lifetime too long", {"lifetime": 3601}, "lifetime", "The lifetime must be between 900 and 3600."),
+            ("bad ip", {"customer_ip": "300.1.1.1"}, "customer_ip", "The customer ip must be a valid IP address."),
+            ("integer order_id", {"order_id": 5}, "order_id", "The order id must be a string."),
+            ("long order_id", {"order_id": "x" * 129}, "order_id", "The order id must not be greater than 128 characters."),
+            ("bad url", {"notification_endpoint_url": "nope"}, "notification_endpoint_url",
+             "The notification endpoint url must be a valid URL.")):
+        obj = ali_order("ak-bad")
+        obj.update(change)
+        check_json_reply(t, f"alikassa create: {name}", alikassa_create(c, obj), 400,
+                         {"message": "The given data was invalid.", "errors": {field: [message]}})
+    t.eq("alikassa create: order_id of 128", alikassa_create(c, ali_order("y" * 128)).status, 200)
+    check_json_reply(t, "alikassa create: unknown key", alikassa_create(c, ali_order("z"), key_path=ALIKASSA_OTHER_KEY),
+                     401, {"message": "Invalid signature"})
+    body = json.dumps(ali_order("z")).encode()
+    resp = c.raw("POST", "/alikassa/v1/payment", [("Content-Type", "application/json"), ("Account", ALI_SHA256["account"]),
+                                                  ("Sign", alikassa_sign(body, "sha1"))], body)
+    t.eq("alikassa create: SHA-1 Sign on a SHA-256 account", resp.status, 401)
+    stats = c.stats()
+    t.eq("alikassa stats", (stats["creates_by_order"].get("alikassa:ak-new-1"), stats["created"]["alikassa"]), (3, 3))
+
+
+def test_create_morune(t, c):
+    c.reset()
+    c.control("config", {"now": 1767225600})
+    order = mo_order("mo-new-1", currency="EUR", hook_url="https://shop.example/hook?s=1",
+                     custom_fields=json.dumps({"user": 7, "note": "Оплата/1"}, ensure_ascii=False),
+                     comment="c", fail_url="https://shop.example/f", success_url="https://shop.example/s",
+                     include_service=["card"], exclude_service=[], extra_unknown=1)
+    resp = morune_create(c, order)
+    created = json_or_none(resp) or {}
+    data = created.get("data") or {}
+    t.eq("morune create: 200", resp.status, 200)
+    t.eq("morune create: shape", (list(created), created.get("status"), created.get("status_check"), sorted(data)),
+         (["status", "data", "status_check"], 200, True, ["amount", "currency", "expired", "id", "url"]))
+    t.eq("morune create: values", (data.get("amount"), data.get("currency"), data.get("expired")),
+         (100.5, "EUR", "2026-01-01 05:00:00"))
+    t.eq("morune create: url", data.get("url"), f"http://127.0.0.1:{c.port}/pay/morune/{data.get('id')}")
+    by_id = json_or_none(c.morune(params=[("invoice_id", data.get("id", ""))])) or {}
+    info = by_id.get("data") or {}
+    t.eq("morune create: visible by invoice_id", (info.get("order_id"), info.get("status"), info.get("invoice_amount"),
+                                                  info.get("custom_field"), info.get("created_at"), info.get("expired_at")),
+         ("mo-new-1", "created", 100.5, {"user": 7, "note": "Оплата/1"}, "2026-01-01 00:00:00", "2026-01-01 05:00:00"))
+    t.eq("morune create: visible by order_id", json_or_none(c.morune(params=[("order_id", "mo-new-1")])), by_id)
+    t.eq("morune create: expire given", json_or_none(morune_create(c, mo_order("mo-new-2", expire=15)))["data"]["expired"],
+         "2026-01-01 00:15:00")
+    t.eq("morune create: default currency", json_or_none(morune_create(c, mo_order("mo-new-3", amount="20")))["data"]["currency"],
+         "RUB")
+
+    def err(code, text):
+        return {"data": None, "error": text, "status": code, "status_check": False}
+    check_json_reply(t, "morune create: duplicate order_id", morune_create(c, order), 422,
+                     err(422, "The order id has already been taken."))
+    check_json_reply(t, "morune create: fixture order_id taken", morune_create(c, mo_order("mo-order-0")), 422,
+                     err(422, "The order id has already been taken."))
+    check_json_reply(t, "morune create: wrong key", morune_create(c, mo_order("mo-x"), key="wrong"), 401, err(401, "Unauthorized"))
+    check_json_reply(t, "morune create: unknown shop", morune_create(c, mo_order("mo-x", shop_id="3fa85f64-5717-4562-b3fc-000000000000")),
+                     401, err(401, "Unauthorized"))
+    for name, change, text in (
+            ("no amount", {"amount": None}, "The amount field is required."),
+            ("negative amount", {"amount": -5}, "The amount must be a number greater than 0 with at most 2 decimals."),
+            ("no order_id", {"order_id": None}, "The order id field is required."),
+            ("long order_id", {"order_id": "x" * 256}, "The order id must not be greater than 255 characters."),
+            ("currency GBP", {"currency": "GBP"}, "The selected currency is invalid."),
+            ("custom_fields not JSON", {"custom_fields": "{"}, "The custom fields must be a valid JSON string."),
+            ("custom_fields too long", {"custom_fields": json.dumps("x" * 499)},
+             "The custom fields must not be greater than 500 characters."),
+            ("expire zero", {"expire": 0}, "The expire must be between 1 and 43200."),
+            ("bad hook_url", {"hook_url": "x"}, "The hook url must be a valid URL.")):
+        obj = {k: v for k, v in dict(mo_order("mo-bad"), **change).items() if v is not None}
+        check_json_reply(t, f"morune create: {name}", morune_create(c, obj), 422, err(422, text))
+    t.eq("morune create: order_id of 255", morune_create(c, mo_order("y" * 255)).status, 200)
+    t.eq("morune create: GET", c.raw("GET", "/morune/invoice/create").status, 405)
+    stats = c.stats()
+    t.eq("morune stats", (stats["creates_by_order"].get("morune:mo-new-1"), stats["created"]["morune"]), (2, 4))
+
+
+def test_settle(t, c):
+    c.reset()
+    ok = (json_or_none(okepay_create(c, [("amount", 500), ("currency", "EUR"), ("referenceId", "dup")])) or {"data": [{}]})["data"][0]
+    okepay_create(c, [("amount", 600), ("currency", "EUR"), ("referenceId", "dup")])
+    obmenka_call(c, "create", {"payment_id": "ob-s", "currency": "visamaster.uah", "amount": "200.00"})
+    alikassa_create(c, ali_order("ak-s", amount="300.00"))
+    mo = json_or_none(morune_create(c, mo_order("mo-s", amount=400)))["data"]
+    cases = (
+        ("okepay", {"id": ok.get("id")}, lambda: json_or_none(c.okepay(ok.get("id")))["data"][0]["status"],
+         {"paid": "confirmed", "failed": "declined", "expired": "expired"}),
+        ("obmenka", {"order_id": "ob-s"}, lambda: json_or_none(c.obmenka({"payment_id": "ob-s"}))["status"],
+         {"paid": "PAYED", "failed": "FAILED", "expired": "CANCELED"}),
+        ("alikassa", {"order_id": "ak-s"}, lambda: json_or_none(c.alikassa({"order_id": "ak-s"}))["payment_status"],
+         {"paid": "paid", "failed": "fail", "expired": "cancel"}),
+        ("morune", {"id": mo["id"]}, lambda: json_or_none(c.morune(params=[("order_id", "mo-s")]))["data"]["status"],
+         {"paid": "success", "failed": "fail", "expired": "expired"}),
+    )
+    for provider, sel, status, mapping in cases:
+        for outcome, word in mapping.items():
+            resp = c.control("settle", dict(sel, provider=provider, status=outcome))
+            t.eq(f"settle {provider} {outcome}: reply", (resp.status, (json_or_none(resp) or {}).get("payment", {}).get(
+                {"alikassa": "payment_status"}.get(provider, "status"))), (200, word))
+            t.eq(f"settle {provider} {outcome}: status call", status(), word)
+    c.control("settle", {"provider": "obmenka", "order_id": "ob-s", "status": "paid", "native": "FINISHED"})
+    t.eq("settle obmenka native FINISHED", json_or_none(c.obmenka({"payment_id": "ob-s"}))["status"], "FINISHED")
+    c.control("settle", {"provider": "alikassa", "order_id": "ak-s", "status": "paid"})
+    paid = json_or_none(c.alikassa({"order_id": "ak-s"}))
+    t.eq("settle alikassa paid amounts", (paid["payment_amount"], paid["commission_amount"], paid["account_payment_amount"]),
+         ("300.00", "9.00", "291.00"))
+    c.control("settle", {"provider": "morune", "id": mo["id"], "status": "paid"})
+    paid = json_or_none(c.morune(params=[("order_id", "mo-s")]))["data"]
+    t.eq("settle morune paid amounts", (paid["credited"], paid["commission_amount"], paid["pay_service"]), (388, 12, "card"))
+    t.check("settle morune paid_at", isinstance(paid["paid_at"], str), paid)
+    gw = json_or_none(c.okepay(ok.get("id")))["data"][0]
+    t.eq("settle okepay: one transaction per paid/failed settle",
+         [tr["status"] for tr in gw["invoices"][0]["transactions"]], ["confirmed", "declined"])
+    t.eq("settle fixture payment", c.control("settle", {"provider": "okepay", "id": 101, "status": "paid"}).status, 200)
+    t.eq("settle: ambiguous order_id", c.control("settle", {"provider": "okepay", "order_id": "dup", "status": "paid"}).status, 409)
+    t.eq("settle: unknown", c.control("settle", {"provider": "morune", "id": "nope", "status": "paid"}).status, 404)
+    t.eq("settle: bad status", c.control("settle", {"provider": "morune", "id": mo["id"], "status": "success"}).status, 400)
+    t.eq("settle: unknown key", c.control("settle", {"provider": "morune", "id": mo["id"], "status": "paid", "x": 1}).status, 400)
+    t.eq("settle: GET", c.raw("GET", "/_control/settle").status, 405)
+
+
+def test_webhooks(t, c):
+    c.reset()
+    c.control("config", {"now": 1767225600})
+    # Morune
+    mo = json_or_none(morune_create(c, mo_order("mo/wh-Заказ", amount="250.00", hook_url="https://shop.example/mo/hook?a=1",
+                                                custom_fields=json.dumps({"z": "Оплата/1 😀", "a": 1}, ensure_ascii=False))))["data"]
+    t.eq("morune webhook before settle", c.control("webhook", {"provider": "morune", "id": mo["id"]}).status, 409)
+    c.control("settle", {"provider": "morune", "id": mo["id"], "status": "paid"})
+    key = MORUNE["additional_key"]
+    for escape in ("none", "php"):
+        hook = json_or_none(c.control("webhook", {"provider": "morune", "id": mo["id"], "escape": escape})) or {}
+        t.eq(f"morune webhook {escape}: request", (sorted(hook), hook.get("method"), hook.get("url"), hook.get("path"),
+                                                   hook.get("query"), hook.get("headers", {}).get("Content-Type")),
+             (["body", "headers", "method", "path", "query", "url"], "POST", "https://shop.example/mo/hook?a=1",
+              "/mo/hook", "a=1", "application/json"))
+        body = json.loads(hook.get("body", "null"))
+        t.eq(f"morune webhook {escape}: body", {k: body.get(k) for k in ("invoice_id", "status", "amount", "order_id",
+                                                                          "custom_fields", "type", "credited", "pay_time")},
+             {"invoice_id": mo["id"], "status": "success", "amount": "250.00", "order_id": "mo/wh-Заказ",
+              "custom_fields": {"z": "Оплата/1 😀", "a": 1}, "type": 1, "credited": "242.50",
+              "pay_time": "2026-01-01 00:00:00"})
+        t.eq(f"morune webhook {escape}: body escaping", "\\/" in hook["body"], escape == "php")
+        t.eq(f"morune webhook {escape}: signature verifies (independent)",
+             morune_verify(key, hook["body"], hook["headers"].get("x-api-sha256-signature", "")), escape)
+        t.check(f"morune webhook {escape}: not the API key",
+                morune_verify(MORUNE["api_key"], hook["body"], hook["headers"]["x-api-sha256-signature"]) is None)
+    forged = json_or_none(c.control("webhook", {"provider": "morune", "id": mo["id"], "forge": True}))
+    t.check("morune webhook forged: well-formed",
+            re.fullmatch(r"[0-9a-f]{64}", forged["headers"]["x-api-sha256-signature"]) is not None, forged)
+    t.eq("morune webhook forged: fails", morune_verify(key, forged["body"], forged["headers"]["x-api-sha256-signature"]), None)
+    url = json_or_none(c.control("webhook", {"provider": "morune", "order_id": "mo/wh-Заказ", "url": "http://127.0.0.1:1/x"}))
+    t.eq("morune webhook: url option and order_id", url.get("url"), "http://127.0.0.1:1/x")
+    t.eq("morune webhook: bad escape", c.control("webhook", {"provider": "morune", "id": mo["id"], "escape": "x"}).status, 400)
+    t.eq("morune webhook: option of another gateway",
+         c.control("webhook", {"provider": "morune", "id": mo["id"], "digest": "sha1"}).status, 400)
+    no_hook = json_or_none(morune_create(c, mo_order("mo-nohook")))["data"]
+    c.control("settle", {"provider": "morune", "id": no_hook["id"], "status": "failed"})
+    t.eq("morune webhook: no hook_url", c.control("webhook", {"provider": "morune", "id": no_hook["id"]}).status, 409)
+    failed = json_or_none(c.control("webhook", {"provider": "morune", "id": no_hook["id"], "url": "https://s.example/h"}))
+    body = json.loads(failed["body"])
+    t.eq("morune webhook failed: body", (body["status"], body["credited"], body["pay_time"], body["custom_fields"],
+                                         body["reject_time"]), ("fail", None, None, {}, "2026-01-01 00:00:00"))
+    t.eq("morune webhook failed: verifies", morune_verify(key, failed["body"], failed["headers"]["x-api-sha256-signature"]), "none")
+    # AliKassa
+    desc = "Оплата/№1 😀 \"q\" \\ \t"
+    ak = json_or_none(alikassa_create(c, ali_order("ak/wh 1", amount="1200.50", desc=desc,
+                                                   notification_endpoint_url="https://shop.example/ak/n?src=ak")))
+    t.eq("alikassa webhook before settle", c.control("webhook", {"provider": "alikassa", "id": ak["id"]}).status, 409)
+    c.control("settle", {"provider": "alikassa", "id": ak["id"], "status": "paid"})
+    for digest in ("sha1", "sha256"):
+        opts = {"provider": "alikassa", "id": ak["id"]}
+        if digest == "sha256":
+            opts["digest"] = "sha256"
+        hook = json_or_none(c.control("webhook", opts)) or {}
+        t.eq(f"alikassa webhook {digest}: request", (hook.get("method"), hook.get("path"), hook.get("body"), hook.get("headers")),
+             ("GET", "/ak/n", "", {}))
+        t.check(f"alikassa webhook {digest}: url is endpoint + query",
+                hook.get("url") == "https://shop.example/ak/n?" + hook.get("query", "") and hook["query"].startswith("src=ak&"), hook)
+        pairs = form_pairs(hook["query"])
+        t.eq(f"alikassa webhook {digest}: parameters in order", [k for k, _ in pairs],
+             ["src", "type", "id", "order_id", "payment_status", "amount", "payment_amount", "commission_amount",
+              "is_partial_payment", "account", "service", "desc", "sign"])
+        got = dict(pairs)
+        t.eq(f"alikassa webhook {digest}: values", (got["type"], got["id"], got["order_id"], got["payment_status"], got["amount"],
+                                                    got["payment_amount"], got["commission_amount"], got["is_partial_payment"],
+                                                    got["account"], got["service"], got["desc"]),
+             ("payment", str(ak["id"]), "ak/wh 1", "paid", "1200.50", "1200.50", "36.02", "0", ALI_SHA1["account"],
+              "payment_card_rub", desc))
+        t.check(f"alikassa webhook {digest}: verifies with the notification key",
+                alikassa_verify(hook["query"].partition("&")[2], digest))
+        t.check(f"alikassa webhook {digest}: spaces as '+'", "+" in hook["query"] and "%20" not in hook["query"])
+    forged = json_or_none(c.control("webhook", {"provider": "alikassa", "id": ak["id"], "forge": True}))
+    t.check("alikassa webhook forged: fails", not alikassa_verify(forged["query"].partition("&")[2], "sha1"))
+    t.eq("alikassa webhook: bad digest", c.control("webhook", {"provider": "alikassa", "id": ak["id"], "digest": "md5"}).status, 400)
+    plain = json_or_none(alikassa_create(c, ali_order("ak-plain")))
+    c.control("settle", {"provider": "alikassa", "id": plain["id"], "status": "failed"})
+    t.eq("alikassa webhook: no endpoint", c.control("webhook", {"provider": "alikassa", "id": plain["id"]}).status, 409)
+    hook = json_or_none(c.control("webhook", {"provider": "alikassa", "id": plain["id"], "url": "https://s.example/n"}))
+    got = dict(form_pairs(hook["query"]))
+    t.eq("alikassa webhook failed: missing fields not sent", sorted(k for k in ("payment_amount", "commission_amount", "desc")
+                                                                     if k in got), [])
+    t.check("alikassa webhook failed: verifies with nulls", alikassa_verify(hook["query"], "sha1"))
+    # OkePay
+    gw = json_or_none(okepay_create(c, [("amount", 990), ("currency", "CHF"), ("referenceId", "ok/wh ä")]))["data"][0]
+    t.eq("okepay webhook before settle", c.control("webhook", {"provider": "okepay", "id": gw["id"]}).status, 409)
+    c.control("settle", {"provider": "okepay", "id": gw["id"], "status": "paid"})
+    hook = json_or_none(c.control("webhook", {"provider": "okepay", "id": gw["id"]})) or {}
+    t.eq("okepay webhook json: request", (hook.get("method"), hook.get("url"), hook.get("headers")),
+         ("POST", OKEPAY["webhook_url"], {"Content-Type": "application/json"}))
+    tr = json.loads(hook["body"])["transaction"]
+    t.eq("okepay webhook json: transaction", (tr["status"], tr["amount"], tr["referenceId"], tr["time"], tr["invoice"]),
+         ("confirmed", 990, "ok/wh ä", "2026-01-01 00:00:00", {"paymentLinkId": gw["id"], "referenceId": "ok/wh ä"}))
+    t.check("okepay webhook json: id and uuid", isinstance(tr["id"], int) and isinstance(tr["uuid"], str), tr)
+    form = json_or_none(c.control("webhook", {"provider": "okepay", "id": gw["id"], "format": "form",
+                                              "url": "https://shop.example/ok/hook"}))
+    t.eq("okepay webhook form: content type", form["headers"], {"Content-Type": "application/x-www-form-urlencoded"})
+    t.eq("okepay webhook form: body", form_pairs(form["body"]),
+         [("transaction[id]", str(tr["id"])), ("transaction[uuid]", tr["uuid"]), ("transaction[status]", "confirmed"),
+          ("transaction[amount]", "990"), ("transaction[referenceId]", "ok/wh ä"), ("transaction[time]", "2026-01-01 00:00:00"),
+          ("transaction[invoice][paymentLinkId]", str(gw["id"])), ("transaction[invoice][referenceId]", "ok/wh ä")])
+    t.check("okepay webhook form: PHP encoding", "transaction%5Binvoice%5D%5BpaymentLinkId%5D=" in form["body"]
+            and "ok%2Fwh+%C3%A4" in form["body"], form["body"])
+    # Obmenka
+    obmenka_call(c, "create", {"payment_id": "ob-wh", "currency": "visamaster.uah", "amount": "5.00",
+                               "status_url": "https://shop.example/ob/cb?inv=ob-wh&sig=abc"})
+    hook = json_or_none(c.control("webhook", {"provider": "obmenka", "order_id": "ob-wh"}))
+    t.eq("obmenka webhook: empty GET to status_url", hook, {
+        "method": "GET", "url": "https://shop.example/ob/cb?inv=ob-wh&sig=abc", "path": "/ob/cb",
+        "query": "inv=ob-wh&sig=abc", "headers": {}, "body": ""})
+    obmenka_call(c, "create", {"payment_id": "ob-nourl", "currency": "visamaster.uah", "amount": "5.00"})
+    t.eq("obmenka webhook: no status_url", c.control("webhook", {"provider": "obmenka", "order_id": "ob-nourl"}).status, 409)
+    t.eq("webhook: unknown provider", c.control("webhook", {"provider": "paypal", "id": "1"}).status, 400)
+    t.eq("webhook: unknown id", c.control("webhook", {"provider": "obmenka", "id": "nope"}).status, 404)
+
+
+def test_create_counters(t, c):
+    c.reset()
+    first = json_or_none(morune_create(c, mo_order("mo-c1")))["data"]["id"]
+    morune_create(c, mo_order("mo-c1"))
+    morune_create(c, mo_order("mo-c2"), key="wrong")
+    stats = c.stats()
+    t.eq("counters: creates, by order, created",
+         (stats["creates"]["morune"], stats["creates_by_order"], stats["created"]["morune"], stats["requests"]["morune"]),
+         (3, {"morune:mo-c1": 2, "morune:mo-c2": 1}, 1, 3))
+    t.eq("counters: a wrong key counts as a signature failure", stats["signature_failures"], 1)
+    c.reset()
+    stats = c.stats()
+    t.eq("counters: reset clears", (stats["creates"]["morune"], stats["creates_by_order"], stats["created"]["morune"]),
+         (0, {}, 0))
+    t.eq("reset drops created invoices", c.morune(params=[("order_id", "mo-c1")]).status, 404)
+    again = json_or_none(morune_create(c, mo_order("mo-c1")))["data"]["id"]
+    t.check("ids are not reused after a reset", again != first, (first, again))
+    t.eq("config now: null restores the clock", c.control("config", {"now": None}).status, 200)
+    t.eq("config now: bad", c.control("config", {"now": "soon"}).status, 400)
 
 
 def okepay_normal_body(c):
@@ -1299,6 +1909,14 @@ def main():
         t.run(test_errors_morune, c)
         t.run(test_synthetic, c)
         t.run(test_control, c)
+        t.run(test_lifecycle_vectors, c)
+        t.run(test_create_okepay, c)
+        t.run(test_create_obmenka, c)
+        t.run(test_create_alikassa, c)
+        t.run(test_create_morune, c)
+        t.run(test_settle, c)
+        t.run(test_webhooks, c)
+        t.run(test_create_counters, c)
         t.run(test_faults, c)
         t.run(test_http, c)
         t.run(test_concurrency, c)
