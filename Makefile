@@ -29,7 +29,8 @@ OBJS = \
 	src/providers/okepay.o \
 	src/providers/obmenka.o \
 	src/providers/alikassa.o \
-	src/providers/morune.o
+	src/providers/morune.o \
+	src/providers/webhook_json.o
 
 REGRESS = setup signing status errors credentials tracking privileges secrets upgrade
 
