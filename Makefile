@@ -32,7 +32,8 @@ OBJS = \
 	src/providers/morune.o \
 	src/providers/webhook_json.o
 
-REGRESS = setup signing status errors credentials tracking privileges secrets upgrade
+REGRESS = setup signing status errors credentials tracking privileges secrets \
+	webhook_verify upgrade
 
 PKG_CONFIG ?= pkg-config
 # The server headers are included as system headers, so -Wextra reports
