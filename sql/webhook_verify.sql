@@ -155,11 +155,12 @@ SELECT paygw_try($$UPDATE paygw.credentials SET webhook_key = 'k' WHERE name = '
 -- morune: not empty, one line
 SELECT paygw_try($$UPDATE paygw.credentials SET webhook_key = '' WHERE name = 'mo-nokey'$$, true);
 SELECT paygw_try($$UPDATE paygw.credentials SET webhook_key = E'a\nb' WHERE name = 'mo-nokey'$$, true);
--- alikassa: an RSA public key in PEM (not garbage, not the merchant's
--- private key, not a truncated key)
+-- alikassa: an RSA public key in PEM (not garbage, not a private key --
+-- here the vectors' own --, not a truncated key)
+\set notify_priv `cat :testdir/vectors/alikassa-notify.pem`
 SELECT paygw_try($$UPDATE paygw.credentials SET webhook_key = 'not a key' WHERE name = 'ak-nokey'$$, true);
 SELECT paygw_try(format('UPDATE paygw.credentials SET webhook_key = %L WHERE name = %L',
-                        (SELECT secret FROM paygw.credentials WHERE name = 'ak-nokey'), 'ak-nokey'), true);
+                        :'notify_priv', 'ak-nokey'), true);
 SELECT paygw_try(format('UPDATE paygw.credentials SET webhook_key = %L WHERE name = %L',
                         replace(:'ak_pub', 'MIIBIjAN', 'MIIBIjAA'), 'ak-nokey'), true);
 SELECT name, has_webhook_key FROM paygw.accounts WHERE name IN ('ok-wh', 'ob-wh', 'mo-nokey', 'ak-nokey') ORDER BY name;
