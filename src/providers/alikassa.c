@@ -235,7 +235,7 @@ notification_message(const PaygwWebhookRequest *req, char **id, PaygwError *err)
 			return NULL;
 		if (i > 0)
 			appendStringInfoChar(&msg, ',');
-		paygw_json_append_string(&msg, key, strlen(key), true);
+		(void) paygw_json_append_string(&msg, key, strlen(key), true);
 		appendStringInfoChar(&msg, ':');
 		if (strcmp(key, "id") == 0)
 		{
