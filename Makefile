@@ -30,9 +30,11 @@ OBJS = \
 	src/providers/okepay.o \
 	src/providers/obmenka.o \
 	src/providers/alikassa.o \
-	src/providers/morune.o
+	src/providers/morune.o \
+	src/providers/webhook_json.o
 
-REGRESS = setup signing status errors credentials tracking privileges secrets upgrade
+REGRESS = setup signing status errors credentials tracking privileges secrets \
+	webhook_verify upgrade
 
 PKG_CONFIG ?= pkg-config
 # The server headers are included as system headers, so -Wextra reports

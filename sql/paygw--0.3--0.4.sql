@@ -502,3 +502,80 @@ AS 'MODULE_PATHNAME', 'paygw_webhook';
 COMMENT ON FUNCTION @extschema@.paygw_webhook(text, text, jsonb, text, text, boolean) IS
     'Take a gateway webhook: verify it where the gateway signs, make its invoice due (or check it now with confirm)';
 REVOKE ALL ON FUNCTION @extschema@.paygw_webhook(text, text, jsonb, text, text, boolean) FROM PUBLIC;
+
+-- What verifies an account's webhooks, checked per provider by the
+-- credentials_validate trigger: for morune the shop's additional key (a
+-- secret: sealed at rest like secret, bound to its row and column); for
+-- alikassa AliKassa's notification public key in PEM (not a secret: stored
+-- as given).  OkePay and Obmenka do not sign webhooks: a key is refused.
+ALTER TABLE paygw.credentials ADD COLUMN webhook_key text;
+COMMENT ON COLUMN paygw.credentials.webhook_key IS
+    'morune: the additional key (sealed); alikassa: AliKassa''s notification public key (PEM); NULL otherwise';
+
+-- The same columns as before, and whether a webhook key is set.
+CREATE OR REPLACE VIEW paygw.accounts AS
+    SELECT c.name,
+           c.provider,
+           c.merchant_id,
+           c.base_url,
+           COALESCE(c.base_url, p.base_url) AS effective_base_url,
+           c.secret_password IS NOT NULL AS has_secret_password,
+           c.options,
+           c.created_at,
+           c.updated_at,
+           c.secret LIKE '$paygw$v1$%' AS encrypted,
+           CASE WHEN c.secret LIKE '$paygw$v1$%'
+                THEN pg_catalog.split_part(c.secret, '$', 4) END AS key_id,
+           c.webhook_key IS NOT NULL AS has_webhook_key
+      FROM paygw.credentials c
+      LEFT JOIN paygw.providers p ON p.name = c.provider;
+
+-- Key rotation re-seals a sealed webhook_key too (the trigger seals the
+-- keys of providers whose webhook_key is a secret, and leaves public keys
+-- as they are).
+CREATE OR REPLACE FUNCTION paygw.rotate_key()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current_key text := paygw.current_key_id();
+    n integer;
+    stale integer;
+BEGIN
+    IF current_key IS NULL THEN
+        RAISE EXCEPTION 'paygw.key_file is not set'
+            USING ERRCODE = 'PW006',
+                  HINT = 'Put the new key on the first line of the keyring file, keep the old one after it, and set paygw.key_file.';
+    END IF;
+    LOCK TABLE paygw.credentials IN SHARE ROW EXCLUSIVE MODE;
+    -- the validation trigger opens each secret and seals it again
+    UPDATE paygw.credentials
+       SET secret = secret, secret_password = secret_password, webhook_key = webhook_key;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    SELECT count(*) INTO stale FROM paygw.credentials
+     WHERE split_part(secret, '$', 4) IS DISTINCT FROM current_key
+        OR (secret_password IS NOT NULL AND split_part(secret_password, '$', 4) IS DISTINCT FROM current_key)
+        OR (webhook_key LIKE '$paygw$v1$%' AND split_part(webhook_key, '$', 4) IS DISTINCT FROM current_key);
+    IF stale > 0 THEN
+        RAISE EXCEPTION 'key rotation incomplete: % credentials are not under key %', stale, current_key
+            USING ERRCODE = 'XX000';
+    END IF;
+    RETURN n;
+END;
+$$;
+
+-- What an account's provider reads from a webhook request, its signature
+-- checked where the gateway signs (PW040 when it does not verify, PW041
+-- when the request is not that gateway's webhook).  For tests and for
+-- operators checking an HTTP handler.  Administrators only.
+CREATE FUNCTION paygw.webhook_parse(account text, body text,
+                                    headers jsonb DEFAULT '{}'::jsonb,
+                                    query text DEFAULT NULL,
+                                    OUT verified boolean, OUT payment_id text,
+                                    OUT order_id text, OUT event text)
+RETURNS record
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'paygw_webhook_parse';
+REVOKE ALL ON FUNCTION paygw.webhook_parse(text, text, jsonb, text) FROM PUBLIC;

@@ -16,6 +16,7 @@ SELECT * FROM paygw_status('okepay', '106');
 SELECT * FROM paygw_status_by_order('morune', 'mo-order-1');
 SELECT * FROM paygw_request('okepay', '106');
 SELECT paygw.sign('ok', 'x');
+SELECT * FROM paygw.webhook_parse('mo', '{}');
 SELECT paygw_track('okepay', '106');
 SELECT paygw_refresh();
 SELECT * FROM paygw.invoices;
@@ -62,7 +63,7 @@ DELETE FROM paygw.invoices;
 INSERT INTO paygw.invoices (provider, payment_id, status) VALUES ('okepay', '102', 'paid');
 SELECT paygw_check_invoice(:tracked);
 SELECT * FROM paygw.worker_status;
--- still no access to secrets, the dry run or signing
+-- still no access to secrets, the dry run, signing or webhook checks
 SELECT secret FROM paygw.credentials;
 SELECT name FROM paygw.credentials;
 UPDATE paygw.credentials SET base_url = NULL;
@@ -70,6 +71,7 @@ INSERT INTO paygw.credentials (name, provider, merchant_id, secret) VALUES ('evi
 DELETE FROM paygw.credentials;
 SELECT * FROM paygw_request('okepay', '106');
 SELECT paygw.sign('ok', 'x');
+SELECT * FROM paygw.webhook_parse('mo', '{}');
 SELECT * FROM paygw.http_info();
 -- nor the settings
 SET paygw.timeout = '10min';

@@ -12,10 +12,12 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "credentials.h"
@@ -24,9 +26,28 @@
 
 #define CREDENTIAL_COLUMNS \
 	"name, provider, merchant_id, secret, secret_password, base_url, options"
+/* from 0.4 on */
+#define CREDENTIAL_COLUMNS_WEBHOOK CREDENTIAL_COLUMNS ", webhook_key"
 
 static SPIPlanPtr plan_by_name = NULL;
 static SPIPlanPtr plan_by_provider = NULL;
+static SPIPlanPtr plan_webhook_by_name = NULL;
+static SPIPlanPtr plan_webhook_by_provider = NULL;
+
+/*
+ * Does paygw.credentials have the webhook_key column (added in 0.4)?  Not
+ * yet while a database still runs an older version of the extension's SQL
+ * with this library; status calls must work there too.  Two syscache
+ * lookups, so asked on every fetch.
+ */
+bool
+paygw_credentials_have_webhook_key(void)
+{
+	Oid			nsp = get_namespace_oid("paygw", true);
+	Oid			rel = OidIsValid(nsp) ? get_relname_relid("credentials", nsp) : InvalidOid;
+
+	return OidIsValid(rel) && get_attnum(rel, "webhook_key") != InvalidAttrNumber;
+}
 
 /*
  * Copy a text column into cxt.  With wipe, the SPI-side bytes (and any
@@ -104,9 +125,9 @@ prepare_once(SPIPlanPtr *plan, const char *sql)
 }
 
 /*
- * Replace sealed secret and secret_password with their plaintexts, in
- * CurrentMemoryContext and wiped when it is reset.  Plaintext values stay as
- * they are.
+ * Replace sealed secret, secret_password and webhook_key with their
+ * plaintexts, in CurrentMemoryContext and wiped when it is reset.  Plaintext
+ * values stay as they are.
  */
 bool
 paygw_account_open_secrets(PaygwAccount *account, PaygwError *err)
@@ -129,6 +150,16 @@ paygw_account_open_secrets(PaygwAccount *account, PaygwError *err)
 			return false;
 		paygw_wipe_on_reset(plain);
 		account->secret_password = plain;
+	}
+	if (paygw_secret_is_sealed(account->webhook_key))
+	{
+		char	   *plain = paygw_secret_open(account->webhook_key, account->name,
+											  "webhook_key", err);
+
+		if (plain == NULL)
+			return false;
+		paygw_wipe_on_reset(plain);
+		account->webhook_key = plain;
 	}
 	return true;
 }
@@ -281,13 +312,19 @@ paygw_account_fetch(const PaygwProvider *prov, const char *name, PaygwError *err
 	MemoryContext cxt = CurrentMemoryContext;
 	PaygwAccount *account = NULL;
 	HeapTuple	tuple;
+	bool		with_webhook_key;
 
 	Assert(prov != NULL || name != NULL);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	tuple = lookup_account(prov, name, &plan_by_name, &plan_by_provider,
-						   CREDENTIAL_COLUMNS, &prov, err);
+	with_webhook_key = paygw_credentials_have_webhook_key();
+	if (with_webhook_key)
+		tuple = lookup_account(prov, name, &plan_webhook_by_name, &plan_webhook_by_provider,
+							   CREDENTIAL_COLUMNS_WEBHOOK, &prov, err);
+	else
+		tuple = lookup_account(prov, name, &plan_by_name, &plan_by_provider,
+							   CREDENTIAL_COLUMNS, &prov, err);
 	if (tuple != NULL)
 	{
 		TupleDesc	desc = SPI_tuptable->tupdesc;
@@ -302,6 +339,8 @@ paygw_account_fetch(const PaygwProvider *prov, const char *name, PaygwError *err
 		account->secret = copy_text(tuple, desc, 4, cxt, true);
 		account->secret_password = copy_text(tuple, desc, 5, cxt, true);
 		account->base_url = copy_text(tuple, desc, 6, cxt, false);
+		if (with_webhook_key)
+			account->webhook_key = copy_text(tuple, desc, 8, cxt, true);
 		if (!isnull)
 		{
 			Jsonb	   *j = DatumGetJsonbP(options);
@@ -314,6 +353,8 @@ paygw_account_fetch(const PaygwProvider *prov, const char *name, PaygwError *err
 			paygw_wipe_on_reset(account->secret);
 		if (account->secret_password)
 			paygw_wipe_on_reset(account->secret_password);
+		if (account->webhook_key)
+			paygw_wipe_on_reset(account->webhook_key);
 		if (!paygw_account_open_secrets(account, err) ||
 			!paygw_account_complete(account, opts, err))
 			account = NULL;

@@ -26,5 +26,6 @@ extern bool paygw_account_complete(PaygwAccount *account, Jsonb *options,
 extern bool paygw_parse_base_url(const char *url, char **normalized,
 								 PaygwError *err);
 extern bool paygw_account_open_secrets(PaygwAccount *account, PaygwError *err);
+extern bool paygw_credentials_have_webhook_key(void);
 
 #endif							/* PAYGW_CREDENTIALS_H */

@@ -115,8 +115,8 @@ struct PaygwProvider;
 
 /*
  * One row of paygw.credentials, as the C code sees it.  Strings are palloc'd
- * in the call's context; secret and secret_password are wiped when that
- * context goes away (see credentials.c).
+ * in the call's context; secret, secret_password and webhook_key are wiped
+ * when that context goes away (see credentials.c).
  */
 typedef struct PaygwAccount
 {

@@ -274,10 +274,40 @@ trigger_open(const char *value, const char *name, const char *old_name,
 }
 
 /*
+ * The value to store for a row's webhook_key (stored, as written; NULL for
+ * none), checked by the provider: sealed when the provider's key is a
+ * secret, the opened plaintext otherwise.  acct->webhook_key is set to the
+ * opened value.  NULL with err filled when it is refused.
+ */
+static char *
+trigger_webhook_key(PaygwAccount *acct, const char *stored, const char *old_name,
+					PaygwError *err)
+{
+	const PaygwProvider *prov = acct->provider;
+
+	if (stored == NULL)
+		return NULL;
+	if (!prov->webhook_signed)
+	{
+		paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL,
+						"%s webhooks are not signed: webhook_key must be null", prov->name);
+		paygw_error_detail(err, "The gateway sends nothing to verify; paygw reads its webhooks and the status call confirms them.");
+		return NULL;
+	}
+	acct->webhook_key = trigger_open(stored, acct->name, old_name, "webhook_key", err);
+	if (acct->webhook_key == NULL || !prov->check_webhook_key(acct, err))
+		return NULL;
+	if (prov->webhook_key_secret)
+		return paygw_secret_seal(acct->webhook_key, acct->name, "webhook_key", err);
+	return pstrdup(acct->webhook_key);
+}
+
+/*
  * Trigger on paygw.credentials (BEFORE INSERT OR UPDATE): reject a row that
  * could not work, with a clear error, at write time, and seal its secrets
  * under the current key of paygw.key_file (re-sealing values sealed under an
- * older key: this is how paygw.rotate_key() works).  It also checks what NOT
+ * older key: this is how paygw.rotate_key() works).  webhook_key (0.4 on)
+ * is checked by the provider, and sealed too where it is a secret.  It also checks what NOT
  * NULL would, and fills NULL timestamps, so that the server's "failing row
  * contains" detail, which would print the secret, is never reached.
  */
@@ -298,12 +328,15 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 	char	   *stored_password;
 	char	   *sealed_secret = NULL;
 	char	   *sealed_password = NULL;
+	char	   *stored_webhook = NULL;
+	char	   *sealed_webhook = NULL;
+	int			webhook_att;
 	int			options_att;
 	bool		isnull;
 	Datum		options;
-	int			cols[4];
-	Datum		values[4];
-	bool		nulls[4];
+	int			cols[5];
+	Datum		values[5];
+	bool		nulls[5];
 	int			ncols = 0;
 
 	tuple = trigger_row(fcinfo, "paygw_credentials_validate", true, &desc);
@@ -326,6 +359,10 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 	stored_password = tuple_secret(tuple, desc, "secret_password");
 	acct->base_url = tuple_text(tuple, desc, "base_url");
 	acct->name = name;
+	/* no such column before 0.4 */
+	webhook_att = SPI_fnumber(desc, "webhook_key");
+	if (webhook_att > 0)
+		stored_webhook = tuple_secret(tuple, desc, "webhook_key");
 	options_att = SPI_fnumber(desc, "options");
 	options = heap_getattr(tuple, options_att, desc, &isnull);
 
@@ -355,10 +392,13 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 		if (sealed_secret != NULL && acct->secret_password != NULL)
 			sealed_password = paygw_secret_seal(acct->secret_password, name,
 												"secret_password", &err);
+		if (err.code == PAYGW_OK)
+			sealed_webhook = trigger_webhook_key(acct, stored_webhook, old_name, &err);
 	}
 	/* the copies of what was written may be plaintext secrets */
 	paygw_wipe_string(stored_secret);
 	paygw_wipe_string(stored_password);
+	paygw_wipe_string(stored_webhook);
 
 	if (err.code != PAYGW_OK)
 	{
@@ -373,6 +413,12 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 	cols[ncols] = SPI_fnumber(desc, "secret_password");
 	values[ncols] = sealed_password ? CStringGetTextDatum(sealed_password) : (Datum) 0;
 	nulls[ncols++] = sealed_password == NULL;
+	if (webhook_att > 0)
+	{
+		cols[ncols] = webhook_att;
+		values[ncols] = sealed_webhook ? CStringGetTextDatum(sealed_webhook) : (Datum) 0;
+		nulls[ncols++] = sealed_webhook == NULL;
+	}
 	for (int i = 0; i < 2; i++)
 	{
 		const char *column = i == 0 ? "created_at" : "updated_at";
@@ -392,9 +438,12 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 	/* without a keyring the stored values are the plaintexts: wipe our copies */
 	paygw_wipe_string(sealed_secret);
 	paygw_wipe_string(sealed_password);
+	paygw_wipe_string(sealed_webhook);
 	paygw_wipe(VARDATA(DatumGetPointer(values[0])), VARSIZE(DatumGetPointer(values[0])) - VARHDRSZ);
 	if (!nulls[1])
 		paygw_wipe(VARDATA(DatumGetPointer(values[1])), VARSIZE(DatumGetPointer(values[1])) - VARHDRSZ);
+	if (webhook_att > 0 && !nulls[2])
+		paygw_wipe(VARDATA(DatumGetPointer(values[2])), VARSIZE(DatumGetPointer(values[2])) - VARHDRSZ);
 	MemoryContextDelete(callcxt);
 	return PointerGetDatum(tuple);
 }
@@ -476,6 +525,72 @@ paygw_sign(PG_FUNCTION_ARGS)
 	result = cstring_to_text(signature);
 	MemoryContextDelete(callcxt);
 	PG_RETURN_TEXT_P(result);
+}
+
+PG_FUNCTION_INFO_V1(paygw_webhook_parse);
+
+/* s (UTF-8, from a provider) as server-encoded text, or NULL */
+static Datum
+utf8_text_or_null(const char *s, bool *isnull)
+{
+	*isnull = (s == NULL);
+	return s ? CStringGetTextDatum(pg_any_to_server(s, strlen(s), PG_UTF8)) : (Datum) 0;
+}
+
+/*
+ * paygw.webhook_parse(account, body, headers, query) -> (verified,
+ * payment_id, order_id, event): what the account's provider reads from a
+ * webhook request, signature checked where the gateway signs, raising
+ * PW040 (signature) or PW041 (not a webhook of that gateway) otherwise.  For
+ * tests and for operators checking an HTTP handler.  A NULL body is an
+ * empty one; NULL headers are none.
+ */
+Datum
+paygw_webhook_parse(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc = result_tupdesc(fcinfo);
+	MemoryContext callcxt = call_context();
+	MemoryContext oldcxt = MemoryContextSwitchTo(callcxt);
+	char	   *name = text_arg(fcinfo, 0);
+	char	   *body = text_arg(fcinfo, 1);
+	char	   *query = text_arg(fcinfo, 3);
+	PaygwAccount *account;
+	PaygwWebhookRequest req;
+	PaygwWebhookInfo info;
+	PaygwError	err;
+	Datum		values[4];
+	bool		nulls[4];
+	HeapTuple	tuple;
+
+	if (name == NULL)
+	{
+		paygw_set_error(&err, PAYGW_ERR_UNKNOWN_ACCOUNT, "account must not be null");
+		paygw_raise(&err);
+	}
+	account = paygw_account_fetch(NULL, name, &err);
+	if (account == NULL)
+		paygw_raise(&err);
+
+	/* the gateway signed the bytes it sent: UTF-8 */
+	body = body ? pg_server_to_any(body, strlen(body), PG_UTF8) : "";
+	req.body = body;
+	req.body_len = strlen(body);
+	req.headers = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+	req.query = query ? pg_server_to_any(query, strlen(query), PG_UTF8) : NULL;
+
+	if (!account->provider->parse_webhook(account, &req, &info, &err))
+		paygw_raise(&err);
+
+	values[0] = BoolGetDatum(info.verified);
+	nulls[0] = false;
+	values[1] = utf8_text_or_null(info.payment_id, &nulls[1]);
+	values[2] = utf8_text_or_null(info.order_id, &nulls[2]);
+	values[3] = utf8_text_or_null(info.event, &nulls[3]);
+
+	MemoryContextSwitchTo(oldcxt);
+	tuple = heap_form_tuple(tupdesc, values, nulls);
+	MemoryContextDelete(callcxt);
+	return HeapTupleGetDatum(tuple);
 }
 
 /* ---- tracked invoices ---- */

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * crypto.h
- *		Digests, HMAC, RSA signing and the encodings the gateways use.
+ *		Digests, HMAC, RSA signing and verification, and the encodings the
+ *		gateways use.
  *
  * Only the files under src/crypto/ include OpenSSL.  Providers see this
  * interface and nothing else.  Every function that returns a string returns
@@ -39,6 +40,7 @@ extern char *paygw_base64(const void *data, size_t len);
 extern char *paygw_hex(const void *data, size_t len);
 extern void paygw_append_form_encoded(StringInfo buf, const char *s);
 extern bool paygw_equal_timingsafe(const char *a, const char *b);
+extern bool paygw_hex_equal_timingsafe(const char *expected, const char *given);
 extern void paygw_wipe(void *p, size_t len);
 extern void paygw_wipe_string(char *s);
 extern void paygw_wipe_on_reset(char *s);
@@ -58,5 +60,10 @@ extern bool paygw_rsa_sign_base64(const char *pem, const char *password,
 								  PaygwDigest alg, const void *data,
 								  size_t len, char **signature,
 								  PaygwError *err);
+extern bool paygw_rsa_check_public_key(const char *pem, PaygwError *err);
+extern bool paygw_rsa_verify(const char *pem, PaygwDigest alg,
+							 const void *data, size_t len,
+							 const uint8 *sig, size_t siglen, bool *valid,
+							 PaygwError *err);
 
 #endif							/* PAYGW_CRYPTO_H */

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * encode.c
- *		Base64, form URL-encoding, constant-time comparison and wiping.
+ *		Base64, hex, form URL-encoding, constant-time comparisons and wiping.
  *
  *-------------------------------------------------------------------------
  */
@@ -116,6 +116,34 @@ paygw_equal_timingsafe(const char *a, const char *b)
 	for (size_t i = 0; i < la; i++)
 		diff |= (unsigned char) a[i] ^ (unsigned char) b[i];
 	return diff == 0;
+}
+
+/*
+ * Compare the hexadecimal text of a MAC we computed (expected, lower case)
+ * with one received (given), in time that depends only on their lengths.
+ * Hex digits compare case-insensitively; anything in given that is not a
+ * hex digit makes it unequal.
+ */
+bool
+paygw_hex_equal_timingsafe(const char *expected, const char *given)
+{
+	size_t		le = strlen(expected);
+	size_t		lg = strlen(given);
+	unsigned char diff = 0;
+	unsigned char bad = 0;
+
+	if (le != lg || le == 0)
+		return false;
+	for (size_t i = 0; i < le; i++)
+	{
+		unsigned char g = (unsigned char) given[i];
+
+		/* given is the sender's text: checking its form leaks nothing */
+		bad |= !((g >= '0' && g <= '9') || (g >= 'a' && g <= 'f') || (g >= 'A' && g <= 'F'));
+		/* | 0x20 maps A-F to a-f and leaves the digits alone */
+		diff |= (unsigned char) (((unsigned char) expected[i] | 0x20) ^ (g | 0x20));
+	}
+	return (diff | bad) == 0;
 }
 
 /* Overwrite memory holding a secret; the compiler may not elide it. */

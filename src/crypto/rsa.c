@@ -2,7 +2,8 @@
  *
  * rsa.c
  *		Loading (possibly encrypted) PEM private keys and RSA PKCS#1 v1.5
- *		signatures, as PHP's openssl_sign() makes them.
+ *		signatures, as PHP's openssl_sign() makes them; PEM public keys and
+ *		verification of such signatures, as PHP's openssl_verify() does.
  *
  * Parsing an encrypted key runs the passphrase KDF, which is slow on purpose,
  * so parsed keys are cached, keyed by a SHA-256 fingerprint of (PEM,
@@ -23,6 +24,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "utils/memutils.h"
 
@@ -238,5 +240,135 @@ paygw_rsa_sign_base64(const char *pem, const char *password, PaygwDigest alg,
 
 	*signature = paygw_base64(sig, siglen);
 	pfree(sig);
+	return true;
+}
+
+/*
+ * Parse the first PEM block of pem as an RSA public key: a
+ * SubjectPublicKeyInfo ("PUBLIC KEY"), a PKCS#1 "RSA PUBLIC KEY", or an X.509
+ * "CERTIFICATE", whose key is taken (gateways publish either).  Returns NULL
+ * and fills err when it is none of these, not RSA, or shorter than 1024
+ * bits.  The caller owns the result.  Does not palloc or ereport.
+ */
+static EVP_PKEY *
+load_public_key(const char *pem, PaygwError *err)
+{
+	BIO		   *bio;
+	char	   *name = NULL;
+	char	   *header = NULL;
+	unsigned char *der = NULL;
+	long		derlen = 0;
+	const unsigned char *p;
+	EVP_PKEY   *pkey = NULL;
+
+	bio = BIO_new_mem_buf(pem, -1);
+	if (bio == NULL)
+	{
+		paygw_set_error(err, PAYGW_ERR_INTERNAL, "out of memory while reading a public key");
+		return NULL;
+	}
+	if (PEM_read_bio(bio, &name, &header, &der, &derlen) == 1)
+	{
+		p = der;
+		if (strcmp(name, PEM_STRING_PUBLIC) == 0)
+			pkey = d2i_PUBKEY(NULL, &p, derlen);
+		else if (strcmp(name, PEM_STRING_RSA_PUBLIC) == 0)
+			pkey = d2i_PublicKey(EVP_PKEY_RSA, NULL, &p, derlen);
+		else if (strcmp(name, PEM_STRING_X509) == 0)
+		{
+			X509	   *cert = d2i_X509(NULL, &p, derlen);
+
+			if (cert != NULL)
+			{
+				pkey = X509_get_pubkey(cert);
+				X509_free(cert);
+			}
+		}
+	}
+	OPENSSL_free(name);
+	OPENSSL_free(header);
+	OPENSSL_free(der);
+	BIO_free(bio);
+	ERR_clear_error();
+
+	if (pkey == NULL)
+	{
+		paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL,
+						"public key could not be loaded");
+		paygw_error_detail(err, "Expected a PEM block \"PUBLIC KEY\", \"RSA PUBLIC KEY\" or \"CERTIFICATE\".");
+		return NULL;
+	}
+	if (EVP_PKEY_base_id(pkey) != EVP_PKEY_RSA)
+	{
+		EVP_PKEY_free(pkey);
+		paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL,
+						"public key is not an RSA key");
+		return NULL;
+	}
+	if (EVP_PKEY_bits(pkey) < 1024)
+	{
+		EVP_PKEY_free(pkey);
+		paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL,
+						"RSA public key is shorter than 1024 bits");
+		return NULL;
+	}
+	return pkey;
+}
+
+/*
+ * Check that pem holds an RSA public key paygw can verify with (used when a
+ * credential row is written).
+ */
+bool
+paygw_rsa_check_public_key(const char *pem, PaygwError *err)
+{
+	EVP_PKEY   *pkey = load_public_key(pem, err);
+
+	if (pkey == NULL)
+		return false;
+	EVP_PKEY_free(pkey);
+	return true;
+}
+
+/*
+ * Verify an RSA PKCS#1 v1.5 signature (sig, siglen raw bytes) over data
+ * with the given digest and the PEM public key, as PHP's openssl_verify()
+ * does.  *valid says whether it verifies; false is returned (err filled) only
+ * when the key cannot be used.  Everything here is public (key, message,
+ * signature), and OpenSSL checks the padding itself, so nothing needs to be
+ * constant-time.  No OpenSSL object outlives the call.
+ */
+bool
+paygw_rsa_verify(const char *pem, PaygwDigest alg, const void *data,
+				 size_t len, const uint8 *sig, size_t siglen, bool *valid,
+				 PaygwError *err)
+{
+	EVP_PKEY   *pkey;
+	EVP_MD_CTX *ctx;
+	int			rc;
+
+	*valid = false;
+	if (alg != PAYGW_SHA1 && alg != PAYGW_SHA256)
+		return paygw_set_error(err, PAYGW_ERR_INTERNAL, "unsupported digest for RSA verification");
+	pkey = load_public_key(pem, err);
+	if (pkey == NULL)
+		return false;
+
+	ctx = EVP_MD_CTX_new();
+	if (ctx == NULL)
+	{
+		EVP_PKEY_free(pkey);
+		return paygw_set_error(err, PAYGW_ERR_INTERNAL, "out of memory while verifying");
+	}
+	rc = EVP_DigestVerifyInit(ctx, NULL, alg == PAYGW_SHA256 ? EVP_sha256() : EVP_sha1(),
+							  NULL, pkey);
+	if (rc == 1)
+		rc = EVP_DigestVerify(ctx, sig, siglen, data, len);
+	EVP_MD_CTX_free(ctx);
+	EVP_PKEY_free(pkey);
+	ERR_clear_error();
+
+	/* 0: a wrong signature; < 0: one that is not even well-formed */
+	*valid = (rc == 1);
 	return true;
 }

@@ -6,6 +6,13 @@
  *		v1.5, SHA-1 by default; options {"digest":"sha256"} for accounts set
  *		up with the newer samples), sent base64-encoded in the Sign header.
  *
+ * Notifications arrive as GET query parameters with a "sign" parameter: a
+ * base64 RSA PKCS#1 v1.5 signature, made with AliKassa's notification key,
+ * over an 11-key JSON object built from the other parameters and encoded as
+ * PHP's json_encode() does.  The account's webhook_key holds AliKassa's
+ * public key (PEM; not a secret, stored as given).  PHP signs with SHA-1 by
+ * default and newer samples use SHA-256: either verifies.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -174,6 +181,162 @@ alikassa_parse_reply(PaygwAccount *account, PaygwLookup lookup, const char *id,
 	return true;
 }
 
+/* the notification keys, in the order they are signed */
+static const char *const notification_keys[] = {
+	"type", "id", "order_id", "payment_status", "amount", "payment_amount",
+	"commission_amount", "is_partial_payment", "account", "service", "desc",
+	NULL
+};
+
+/* webhook_key: AliKassa's notification public key, PEM */
+static bool
+alikassa_check_webhook_key(PaygwAccount *account, PaygwError *err)
+{
+	if (paygw_rsa_check_public_key(account->webhook_key, err))
+		return true;
+	paygw_error_hint(err, "alikassa webhook_key is AliKassa's notification public key, in PEM.");
+	return false;
+}
+
+/* Is s a non-empty string of decimal digits? */
+static bool
+all_digits(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
+/*
+ * The signed message of a notification: the object of notification_keys
+ * with the query's values -- id as a bare integer, the others as strings,
+ * a missing one as null -- as PHP's json_encode() writes it.  NULL with err
+ * filled when id is missing or not an integer, or a value is not UTF-8.
+ * *id gets the id in canonical form (no leading zeros).
+ */
+static char *
+notification_message(const PaygwWebhookRequest *req, char **id, PaygwError *err)
+{
+	const PaygwProvider *prov = &paygw_alikassa;
+	size_t		qlen = strlen(req->query);
+	StringInfoData msg;
+
+	initStringInfo(&msg);
+	appendStringInfoChar(&msg, '{');
+	for (int i = 0; notification_keys[i] != NULL; i++)
+	{
+		const char *key = notification_keys[i];
+		char	   *value;
+
+		if (!paygw_form_param(prov, req->query, qlen, key, &value, err))
+			return NULL;
+		if (i > 0)
+			appendStringInfoChar(&msg, ',');
+		(void) paygw_json_append_string(&msg, key, strlen(key), true);
+		appendStringInfoChar(&msg, ':');
+		if (strcmp(key, "id") == 0)
+		{
+			if (value == NULL || !all_digits(value) || strlen(value + strspn(value, "0")) > 18)
+			{
+				paygw_set_error(err, PAYGW_ERR_WEBHOOK_INVALID,
+								value == NULL ? "alikassa notification has no id"
+								: "alikassa notification id is not an integer");
+				return NULL;
+			}
+			/* an integer in PHP: no leading zeros */
+			*id = value[strspn(value, "0")] ? pstrdup(value + strspn(value, "0")) : pstrdup("0");
+			appendStringInfoString(&msg, *id);
+		}
+		else if (value == NULL)
+			appendStringInfoString(&msg, "null");
+		else
+			(void) paygw_json_append_string(&msg, value, strlen(value), true);
+	}
+	appendStringInfoChar(&msg, '}');
+	return msg.data;
+}
+
+/*
+ * An AliKassa notification (GET query parameters): the signature must
+ * verify under the account's webhook_key with SHA-1 or SHA-256; it names
+ * the payment by id and order_id, and its payment_status is the event.
+ */
+static bool
+alikassa_parse_webhook(PaygwAccount *account, const PaygwWebhookRequest *req,
+					   PaygwWebhookInfo *info, PaygwError *err)
+{
+	const PaygwProvider *prov = &paygw_alikassa;
+	char	   *message;
+	char	   *id = NULL;
+	char	   *sign;
+	char	   *order_id;
+	uint8	   *sig;
+	size_t		siglen;
+	bool		valid = false;
+
+	memset(info, 0, sizeof(PaygwWebhookInfo));
+	if (account->webhook_key == NULL)
+		return paygw_webhook_no_key(prov, account, err);
+	if (req->query == NULL || req->query[0] == '\0')
+	{
+		paygw_set_error(err, PAYGW_ERR_WEBHOOK_INVALID,
+						"alikassa notification has no query string");
+		paygw_error_detail(err, "AliKassa sends notifications as GET query parameters.");
+		return false;
+	}
+	message = notification_message(req, &id, err);
+	if (message == NULL ||
+		!paygw_form_param(prov, req->query, strlen(req->query), "sign", &sign, err) ||
+		!paygw_form_param(prov, req->query, strlen(req->query), "order_id", &order_id, err) ||
+		!paygw_form_param(prov, req->query, strlen(req->query), "payment_status", &info->event, err))
+		return false;
+	if (sign == NULL || sign[0] == '\0')
+	{
+		paygw_set_error(err, PAYGW_ERR_WEBHOOK_SIGNATURE,
+						"alikassa notification is not signed");
+		paygw_error_detail(err, "It has no sign parameter.");
+		return false;
+	}
+
+	/*
+	 * A '+' of the base64 text arrives as a space when the sender did not
+	 * percent-encode it; no space is ever part of base64.
+	 */
+	for (char *p = sign; *p; p++)
+		if (*p == ' ')
+			*p = '+';
+	if (!paygw_base64_decode(sign, &sig, &siglen) || siglen == 0)
+	{
+		paygw_set_error(err, PAYGW_ERR_WEBHOOK_SIGNATURE,
+						"alikassa notification signature is not base64");
+		return false;
+	}
+	if (!paygw_rsa_verify(account->webhook_key, PAYGW_SHA1, message, strlen(message),
+						  sig, siglen, &valid, err))
+		return false;
+	if (!valid &&
+		!paygw_rsa_verify(account->webhook_key, PAYGW_SHA256, message, strlen(message),
+						  sig, siglen, &valid, err))
+		return false;
+	if (!valid)
+	{
+		paygw_set_error(err, PAYGW_ERR_WEBHOOK_SIGNATURE,
+						"alikassa notification signature does not verify");
+		paygw_error_detail(err, "The sign parameter is not an RSA signature (SHA-1 or SHA-256) of the notification's fields under the account's webhook_key.");
+		paygw_error_hint(err, "webhook_key must be AliKassa's notification public key, not the merchant's own key.");
+		return false;
+	}
+
+	if (!paygw_webhook_id(prov, PAYGW_LOOKUP_ID, id, &info->payment_id, err) ||
+		!paygw_webhook_id(prov, PAYGW_LOOKUP_ORDER, order_id, &info->order_id, err))
+		return false;
+	info->verified = true;
+	return true;
+}
+
 const PaygwProvider paygw_alikassa = {
 	.name = "alikassa",
 	.default_base_url = "https://api-merchant.alikassa.com",
@@ -186,4 +349,8 @@ const PaygwProvider paygw_alikassa = {
 	.check_id = alikassa_check_id,
 	.build_request = alikassa_build_request,
 	.parse_reply = alikassa_parse_reply,
+	.webhook_signed = true,
+	.parse_webhook = alikassa_parse_webhook,
+	.check_webhook_key = alikassa_check_webhook_key,
+	.webhook_key_secret = false,
 };

@@ -4,12 +4,21 @@
  *		Morune (a white-label Enot.io): GET /invoice/info?shop_id=..&
  *		invoice_id=.. (or order_id=..), authenticated by the x-api-key header.
  *
+ * Webhooks are JSON bodies signed in the x-api-sha256-signature header:
+ * lower-case hex HMAC-SHA256, keyed with the shop's additional key (the
+ * account's webhook_key, a secret sealed at rest), over the body
+ * re-serialized with its top-level keys sorted (see webhook_json.c).  Enot's
+ * own documentation and its PHP SDK disagree on escaping '/' and non-ASCII
+ * characters, so both forms are accepted.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "crypto/crypto.h"
 #include "providers/provider.h"
+
+#define SIGNATURE_HEADER "x-api-sha256-signature"
 
 static const PaygwStatusMap morune_statuses[] = {
 	{"created", PAYGW_STATUS_PENDING},
@@ -136,6 +145,105 @@ morune_parse_reply(PaygwAccount *account, PaygwLookup lookup, const char *id,
 	return true;
 }
 
+/* the additional key is used as an HMAC key: any text, but one line */
+static bool
+morune_check_webhook_key(PaygwAccount *account, PaygwError *err)
+{
+	if (account->webhook_key[0] == '\0')
+		return paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL,
+							   "morune webhook_key must not be empty");
+	if (paygw_has_control_chars(account->webhook_key))
+		return paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL,
+							   "morune webhook_key must not contain control characters");
+	return true;
+}
+
+/*
+ * Does given (the header's hex) match the HMAC of the body sorted and
+ * escaped one way or the other?  false with err filled when the body is not
+ * a JSON object or the HMAC cannot be computed.
+ */
+static bool
+morune_signature_matches(PaygwAccount *account, const PaygwWebhookRequest *req,
+						 const char *given, bool *matches, PaygwError *err)
+{
+	*matches = false;
+	/* unescaped first, as the documentation's prose says; then as PHP's SDK */
+	for (int php = 0; php <= 1 && !*matches; php++)
+	{
+		char	   *message = paygw_webhook_json_sorted(&paygw_morune, req->body,
+														req->body_len, php, err);
+		char	   *mac;
+
+		if (message == NULL)
+			return false;
+		mac = paygw_hmac_sha256_text(account->webhook_key, message, strlen(message),
+									 true, err);
+		if (mac == NULL)
+			return false;
+		*matches = paygw_hex_equal_timingsafe(mac, given);
+		paygw_wipe_string(mac);
+	}
+	return true;
+}
+
+/*
+ * A Morune webhook: the signature must verify; it names the invoice by
+ * invoice_id (a UUID, lower-cased as the status call spells it) and the
+ * merchant's order_id; its status is kept as the event.
+ */
+static bool
+morune_parse_webhook(PaygwAccount *account, const PaygwWebhookRequest *req,
+					 PaygwWebhookInfo *info, PaygwError *err)
+{
+	const PaygwProvider *prov = &paygw_morune;
+	char	   *given;
+	bool		matches;
+	Jsonb	   *jb;
+	char	   *invoice_id;
+	char	   *order_id;
+
+	memset(info, 0, sizeof(PaygwWebhookInfo));
+	if (account->webhook_key == NULL)
+		return paygw_webhook_no_key(prov, account, err);
+	if (!paygw_webhook_header(prov, req, SIGNATURE_HEADER, &given, err))
+		return false;
+	/* the body's form first: a garbled body is not a signature problem */
+	if (paygw_webhook_json_sorted(prov, req->body, req->body_len, false, err) == NULL)
+		return false;
+	if (given == NULL || given[0] == '\0')
+	{
+		paygw_set_error(err, PAYGW_ERR_WEBHOOK_SIGNATURE,
+						"morune webhook is not signed");
+		paygw_error_detail(err, "It has no %s header.", SIGNATURE_HEADER);
+		return false;
+	}
+	if (!morune_signature_matches(account, req, given, &matches, err))
+		return false;
+	if (!matches)
+	{
+		paygw_set_error(err, PAYGW_ERR_WEBHOOK_SIGNATURE,
+						"morune webhook signature does not match");
+		paygw_error_detail(err, "The %s header is not the HMAC-SHA256 of the body under the account's webhook_key.",
+						   SIGNATURE_HEADER);
+		paygw_error_hint(err, "webhook_key must be the shop's additional key, not its API key.");
+		return false;
+	}
+	jb = paygw_webhook_json(prov, req, err);
+	if (jb == NULL ||
+		!paygw_webhook_field(prov, &jb->root, "invoice_id", &invoice_id, err) ||
+		!paygw_webhook_field(prov, &jb->root, "order_id", &order_id, err) ||
+		!paygw_webhook_field(prov, &jb->root, "status", &info->event, err) ||
+		!paygw_webhook_id(prov, PAYGW_LOOKUP_ID, invoice_id, &info->payment_id, err) ||
+		!paygw_webhook_id(prov, PAYGW_LOOKUP_ORDER, order_id, &info->order_id, err))
+		return false;
+	if (info->payment_id == NULL && info->order_id == NULL)
+		return paygw_set_error(err, PAYGW_ERR_WEBHOOK_INVALID,
+							   "morune webhook names no invoice_id or order_id");
+	info->verified = true;
+	return true;
+}
+
 const PaygwProvider paygw_morune = {
 	.name = "morune",
 	.default_base_url = "https://api.morune.com",
@@ -149,4 +257,8 @@ const PaygwProvider paygw_morune = {
 	.check_id = morune_check_id,
 	.build_request = morune_build_request,
 	.parse_reply = morune_parse_reply,
+	.webhook_signed = true,
+	.parse_webhook = morune_parse_webhook,
+	.check_webhook_key = morune_check_webhook_key,
+	.webhook_key_secret = true,
 };

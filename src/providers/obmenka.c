@@ -10,6 +10,13 @@
  * or wrong one is an error, never a status.  Error replies are classified
  * whatever their signature (they cannot make anything look paid).
  *
+ * Webhooks: Obmenka calls the invoice's status_url with an empty GET, no
+ * data and no signature, so the merchant must put the invoice's identity
+ * into that URL's query.  paygw reads payment_id=<the merchant's order id>
+ * (Obmenka's own name for it; order_id= is taken as the same) and/or
+ * tracking=<Obmenka's id>; other parameters and any body are ignored.  An
+ * account takes no webhook_key.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -202,6 +209,49 @@ obmenka_parse_reply(PaygwAccount *account, PaygwLookup lookup, const char *id,
 	return true;
 }
 
+/*
+ * An Obmenka status_url callback: unsigned, and naming the payment only
+ * through what the merchant put into the URL's query.
+ */
+static bool
+obmenka_parse_webhook(PaygwAccount *account, const PaygwWebhookRequest *req,
+					  PaygwWebhookInfo *info, PaygwError *err)
+{
+	const PaygwProvider *prov = &paygw_obmenka;
+	size_t		qlen = req->query ? strlen(req->query) : 0;
+	char	   *tracking;
+	char	   *payment_id;
+	char	   *order_id;
+
+	(void) account;
+	memset(info, 0, sizeof(PaygwWebhookInfo));
+	if (!paygw_form_param(prov, req->query, qlen, "tracking", &tracking, err) ||
+		!paygw_form_param(prov, req->query, qlen, "payment_id", &payment_id, err) ||
+		!paygw_form_param(prov, req->query, qlen, "order_id", &order_id, err))
+		return false;
+	if (payment_id && payment_id[0] && order_id && order_id[0] &&
+		strcmp(payment_id, order_id) != 0)
+	{
+		paygw_set_error(err, PAYGW_ERR_WEBHOOK_INVALID,
+						"obmenka webhook names two different order ids");
+		paygw_error_detail(err, "Its payment_id and order_id parameters differ.");
+		return false;
+	}
+	if (payment_id == NULL || payment_id[0] == '\0')
+		payment_id = order_id;
+	if (!paygw_webhook_id(prov, PAYGW_LOOKUP_ID, tracking, &info->payment_id, err) ||
+		!paygw_webhook_id(prov, PAYGW_LOOKUP_ORDER, payment_id, &info->order_id, err))
+		return false;
+	if (info->payment_id == NULL && info->order_id == NULL)
+	{
+		paygw_set_error(err, PAYGW_ERR_WEBHOOK_INVALID, "obmenka webhook names no payment");
+		paygw_error_detail(err, "Obmenka's callback carries no data; the payment is named only by the status_url's query.");
+		paygw_error_hint(err, "Create invoices with a status_url ending in ?payment_id=<your order id> (or tracking=<Obmenka's id>).");
+		return false;
+	}
+	return true;
+}
+
 const PaygwProvider paygw_obmenka = {
 	.name = "obmenka",
 	.default_base_url = "https://acquiring_api.obmenka.ua",
@@ -214,4 +264,6 @@ const PaygwProvider paygw_obmenka = {
 	.check_id = obmenka_check_id,
 	.build_request = obmenka_build_request,
 	.parse_reply = obmenka_parse_reply,
+	.webhook_signed = false,
+	.parse_webhook = obmenka_parse_webhook,
 };

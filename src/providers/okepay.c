@@ -10,6 +10,12 @@
  * the signature is constant per secret.  The signature itself must be
  * percent-encoded in the URL (base64 uses '+', '/' and '=').
  *
+ * Webhooks are not signed (Payrexx tells merchants to fetch the object
+ * again): they are read, never verified, and an account takes no
+ * webhook_key.  They are POSTed as JSON or form-encoded with a top-level
+ * "transaction" object whose invoice.paymentLinkId is the Gateway id paygw
+ * tracks.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -161,6 +167,109 @@ okepay_parse_reply(PaygwAccount *account, PaygwLookup lookup, const char *id,
 	return true;
 }
 
+/*
+ * Read transaction fields from a form-encoded webhook: PHP's nested
+ * names, transaction[status], transaction[invoice][paymentLinkId], ...
+ */
+static bool
+okepay_form_fields(const PaygwWebhookRequest *req, char **link_id,
+				   char **invoice_ref, char **reference, char **status,
+				   bool *found, PaygwError *err)
+{
+	const PaygwProvider *prov = &paygw_okepay;
+	const char *names[4] = {
+		"transaction[invoice][paymentLinkId]", "transaction[invoice][referenceId]",
+		"transaction[referenceId]", "transaction[status]"
+	};
+	char	  **outs[4] = {link_id, invoice_ref, reference, status};
+
+	*found = false;
+	for (int i = 0; i < 4; i++)
+	{
+		if (!paygw_form_param(prov, req->body, req->body_len, names[i], outs[i], err))
+			return false;
+		*found |= *outs[i] != NULL;
+	}
+	/* transaction[...] alone would be the object itself */
+	if (!*found)
+	{
+		char	   *whole;
+
+		if (!paygw_form_param(prov, req->body, req->body_len, "transaction[id]", &whole, err))
+			return false;
+		*found = whole != NULL;
+	}
+	return true;
+}
+
+/*
+ * An OkePay (Payrexx) webhook: unsigned.  The payment is the Gateway
+ * (transaction.invoice.paymentLinkId), the order its referenceId (the
+ * invoice's, else the transaction's), the event transaction.status.  A JSON
+ * body is recognized by its first character; anything else is read as a
+ * form.
+ */
+static bool
+okepay_parse_webhook(PaygwAccount *account, const PaygwWebhookRequest *req,
+					 PaygwWebhookInfo *info, PaygwError *err)
+{
+	const PaygwProvider *prov = &paygw_okepay;
+	const char *p = req->body;
+	char	   *link_id = NULL;
+	char	   *invoice_ref = NULL;
+	char	   *reference = NULL;
+
+	(void) account;
+	memset(info, 0, sizeof(PaygwWebhookInfo));
+	while (p < req->body + req->body_len && isspace((unsigned char) *p))
+		p++;
+	if (p == req->body + req->body_len)
+		return paygw_set_error(err, PAYGW_ERR_WEBHOOK_INVALID, "okepay webhook body is empty");
+	if (*p == '{')
+	{
+		Jsonb	   *jb = paygw_webhook_json(prov, req, err);
+		JsonbContainer *tx;
+		JsonbContainer *invoice;
+
+		if (jb == NULL)
+			return false;
+		tx = paygw_json_container(paygw_json_get(&jb->root, "transaction"), true);
+		if (tx == NULL)
+			return paygw_set_error(err, PAYGW_ERR_WEBHOOK_INVALID,
+								   "okepay webhook has no \"transaction\" object");
+		invoice = paygw_json_container(paygw_json_get(tx, "invoice"), true);
+		if (!paygw_webhook_field(prov, invoice, "paymentLinkId", &link_id, err) ||
+			!paygw_webhook_field(prov, invoice, "referenceId", &invoice_ref, err) ||
+			!paygw_webhook_field(prov, tx, "referenceId", &reference, err) ||
+			!paygw_webhook_field(prov, tx, "status", &info->event, err))
+			return false;
+	}
+	else
+	{
+		bool		found;
+
+		if (!okepay_form_fields(req, &link_id, &invoice_ref, &reference, &info->event,
+								&found, err))
+			return false;
+		if (!found)
+			return paygw_set_error(err, PAYGW_ERR_WEBHOOK_INVALID,
+								   "okepay webhook has no \"transaction\" object");
+	}
+
+	if (!paygw_webhook_id(prov, PAYGW_LOOKUP_ID, link_id, &info->payment_id, err))
+		return false;
+	/* no lookup by referenceId at OkePay: kept as given, not checked */
+	info->order_id = invoice_ref && invoice_ref[0] ? invoice_ref
+		: (reference && reference[0] ? reference : NULL);
+	if (info->payment_id == NULL && info->order_id == NULL)
+	{
+		paygw_set_error(err, PAYGW_ERR_WEBHOOK_INVALID, "okepay webhook names no payment");
+		paygw_error_detail(err, "Neither transaction.invoice.paymentLinkId nor a referenceId is set.");
+		return false;
+	}
+	return true;
+}
+
 const PaygwProvider paygw_okepay = {
 	.name = "okepay",
 	.default_base_url = "https://api.okepay.info",
@@ -174,4 +283,6 @@ const PaygwProvider paygw_okepay = {
 	.check_id = okepay_check_id,
 	.build_request = okepay_build_request,
 	.parse_reply = okepay_parse_reply,
+	.webhook_signed = false,
+	.parse_webhook = okepay_parse_webhook,
 };

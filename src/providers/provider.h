@@ -22,12 +22,16 @@
 #include "json.h"
 #include "paygw.h"
 
-/* A webhook as the application's HTTP handler received it. */
+/*
+ * A webhook as the application's HTTP handler received it.  body and query
+ * are UTF-8 (the bytes on the wire; the SQL layer converts from the
+ * database encoding); headers' names compare case-insensitively.
+ */
 typedef struct PaygwWebhookRequest
 {
 	const char *body;			/* the raw body as text, "" when there was none */
 	size_t		body_len;
-	Jsonb	   *headers;		/* a JSON object of the request's headers */
+	Jsonb	   *headers;		/* a JSON object of the request's headers, or NULL */
 	const char *query;			/* the query string without '?', or NULL */
 } PaygwWebhookRequest;
 
@@ -84,6 +88,15 @@ typedef struct PaygwProvider
 	bool		(*parse_webhook) (PaygwAccount *account,
 								  const PaygwWebhookRequest *req,
 								  PaygwWebhookInfo *info, PaygwError *err);
+
+	/*
+	 * Checks account->webhook_key (already opened) when a credential row
+	 * sets one; NULL exactly when !webhook_signed, and then a webhook_key is
+	 * refused.  webhook_key_secret: the key is a secret, sealed at rest like
+	 * secret; false for a public key, which is stored as given.
+	 */
+	bool		(*check_webhook_key) (PaygwAccount *account, PaygwError *err);
+	bool		webhook_key_secret;
 } PaygwProvider;
 
 extern const PaygwProvider paygw_okepay;
@@ -123,5 +136,28 @@ extern bool paygw_reply_matches(const PaygwProvider *prov, const char *field,
 								const char *got, const char *wanted,
 								bool case_insensitive, PaygwError *err);
 extern char *paygw_currency_suffix(const char *code, char separator);
+
+/* webhook_json.c: reading webhooks, and the canonical texts gateways sign */
+extern bool paygw_json_append_string(StringInfo buf, const char *s, size_t len,
+									 bool php);
+extern char *paygw_webhook_json_sorted(const PaygwProvider *prov,
+									   const char *body, size_t len, bool php,
+									   PaygwError *err);
+extern bool paygw_webhook_header(const PaygwProvider *prov,
+								 const PaygwWebhookRequest *req,
+								 const char *name, char **value,
+								 PaygwError *err);
+extern bool paygw_form_param(const PaygwProvider *prov, const char *query,
+							 size_t len, const char *name, char **value,
+							 PaygwError *err);
+extern Jsonb *paygw_webhook_json(const PaygwProvider *prov,
+								 const PaygwWebhookRequest *req,
+								 PaygwError *err);
+extern bool paygw_webhook_field(const PaygwProvider *prov, JsonbContainer *obj,
+								const char *key, char **out, PaygwError *err);
+extern bool paygw_webhook_id(const PaygwProvider *prov, PaygwLookup lookup,
+							 const char *id, char **out, PaygwError *err);
+extern bool paygw_webhook_no_key(const PaygwProvider *prov,
+								 PaygwAccount *account, PaygwError *err);
 
 #endif							/* PAYGW_PROVIDER_H */
