@@ -34,7 +34,7 @@ OBJS = \
 	src/providers/webhook_json.o
 
 REGRESS = setup signing status errors credentials tracking privileges secrets \
-	webhook_verify upgrade
+	webhook_verify webhooks upgrade
 
 PKG_CONFIG ?= pkg-config
 # The server headers are included as system headers, so -Wextra reports
