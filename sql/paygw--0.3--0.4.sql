@@ -420,10 +420,11 @@ CREATE TYPE paygw.webhook_result AS (
 -- gateway's signature, where it signs, was checked):
 --   duplicate  the same request for this account within replay_window, or
 --              the invoice is already due by then: nothing more to do;
---   scheduled  the invoice becomes due at the earliest now, at the latest
---              min_interval after its last check (so a burst of webhooks
---              causes one status call); one in flight gets a second check
---              right after the current one (hinted_at);
+--   scheduled  the invoice becomes due now -- or, when a webhook already
+--              had it checked less than min_interval ago, when that interval
+--              is over (so a burst of webhooks causes one status call per
+--              interval); one in flight gets a second check right after the
+--              current one (hinted_at);
 --   ignored    no tracked invoice of this account has those ids.
 CREATE FUNCTION paygw.webhook_record(
     p_provider text, p_account text, p_verified boolean,
@@ -469,7 +470,13 @@ BEGIN
             detail := 'a check is already scheduled';
         END IF;
     ELSE
-        due_at := greatest(now(), COALESCE(inv.checked_at + p_min_interval, now()));
+        -- at once, unless a webhook already had it checked within
+        -- min_interval: then not before that interval is over
+        SELECT max(w.received_at) + p_min_interval INTO due_at
+          FROM paygw.webhooks w
+         WHERE w.invoice_id = inv.id AND w.action IN ('scheduled', 'confirmed')
+           AND w.received_at > now() - p_min_interval;
+        due_at := greatest(now(), COALESCE(due_at, now()));
         IF inv.next_check_at IS NOT NULL AND inv.next_check_at <= due_at THEN
             action := 'duplicate';
             detail := 'a check is already scheduled';
