@@ -42,7 +42,7 @@ def collect_secrets(repo):
         fixtures = json.load(f)
     for accounts in fixtures["accounts"].values():
         for account in accounts:
-            for key in ("secret", "salt", "api_key"):
+            for key in ("secret", "salt", "api_key", "additional_key"):
                 if key in account:
                     secrets.add(account[key])
     secrets.add("test-alikassa-pass")
@@ -56,7 +56,8 @@ def collect_secrets(repo):
             secrets.add(hexkey)
             secrets.add(base64.b64encode(bytes.fromhex(hexkey)).decode())
     # private key material: every base64 line of the PEM bodies
-    for path in glob.glob(os.path.join(repo, "test/keys/*.pem")):
+    for path in (glob.glob(os.path.join(repo, "test/keys/*.pem")) +
+                 glob.glob(os.path.join(repo, "test/vectors/*.pem"))):
         if path.endswith(".pub.pem"):
             continue
         for line in open(path, encoding="ascii"):
