@@ -66,18 +66,6 @@ drop_keyring(void)
 	}
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static bool
 key_error(PaygwError *err, const char *detail)
 {
@@ -117,8 +105,8 @@ parse_keyring(char *text, Keyring *kr, PaygwError *err)
 				return key_error(err, "The file holds more than 8 keys.");
 			for (int i = 0; i < KEY_LEN; i++)
 			{
-				int			hi = hexval(line[2 * i]);
-				int			lo = hexval(line[2 * i + 1]);
+				int			hi = paygw_hex_value(line[2 * i]);
+				int			lo = paygw_hex_value(line[2 * i + 1]);
 
 				if (hi < 0 || lo < 0)
 					return key_error(err, "A key line is not 64 hexadecimal digits.");

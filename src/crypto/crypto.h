@@ -38,6 +38,7 @@ extern char *paygw_hmac_sha256_text(const char *key, const void *msg,
 /* encode.c */
 extern char *paygw_base64(const void *data, size_t len);
 extern char *paygw_hex(const void *data, size_t len);
+extern int	paygw_hex_value(char c);
 extern void paygw_append_form_encoded(StringInfo buf, const char *s);
 extern bool paygw_equal_timingsafe(const char *a, const char *b);
 extern bool paygw_hex_equal_timingsafe(const char *expected, const char *given);

@@ -188,3 +188,16 @@ paygw_wipe_string(char *s)
 	if (s != NULL)
 		paygw_wipe(s, strlen(s));
 }
+
+/* The value of one hexadecimal digit (either case), or -1. */
+int
+paygw_hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}

@@ -25,6 +25,7 @@
 
 #include "mb/pg_wchar.h"
 
+#include "crypto/crypto.h"
 #include "providers/provider.h"
 
 /* deepest nesting accepted in a webhook body */
@@ -151,18 +152,6 @@ skip_ws(JsonReader *r)
 }
 
 static int
-hexdigit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static int
 read_hex4(JsonReader *r)
 {
 	int			v = 0;
@@ -171,7 +160,7 @@ read_hex4(JsonReader *r)
 		return -1;
 	for (int i = 0; i < 4; i++)
 	{
-		int			d = hexdigit(r->p[i]);
+		int			d = paygw_hex_value(r->p[i]);
 
 		if (d < 0)
 			return -1;
@@ -624,9 +613,9 @@ form_decode(const char *s, size_t len, size_t *outlen)
 		if (s[i] == '+')
 			out[n++] = ' ';
 		else if (s[i] == '%' && i + 2 < len &&
-				 hexdigit(s[i + 1]) >= 0 && hexdigit(s[i + 2]) >= 0)
+				 paygw_hex_value(s[i + 1]) >= 0 && paygw_hex_value(s[i + 2]) >= 0)
 		{
-			out[n++] = (char) (hexdigit(s[i + 1]) << 4 | hexdigit(s[i + 2]));
+			out[n++] = (char) (paygw_hex_value(s[i + 1]) << 4 | paygw_hex_value(s[i + 2]));
 			i += 2;
 		}
 		else
