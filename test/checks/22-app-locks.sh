@@ -70,26 +70,26 @@ sqlv "SELECT count(paygw_track('okepay', ($base + i)::text)) FROM generate_serie
 wait_for 10 '[ "$(stat in_flight)" -ge 40 ]' || check_fail "requests not in flight"
 lo=$(sqlv "SELECT min(id) FROM paygw.invoices WHERE $(in_batch $base)")
 # a foreign key from the application's table on every invoice (FOR KEY SHARE),
-# FOR SHARE on 20 of them, an UPDATE of 10 more; each held for 4 s from when
+# FOR SHARE on 20 of them, an UPDATE of 10 more; each held for 6 s from when
 # it is taken, which is before the answers arrive (3 s after they were asked)
 psql -X -q -d postgres -c "BEGIN" \
     -c "INSERT INTO app_orders (invoice_id) SELECT id FROM paygw.invoices WHERE $(in_batch $base)" \
-    -c "SELECT pg_sleep(4) AS held_fk" -c "COMMIT" >/dev/null &
+    -c "SELECT pg_sleep(6) AS held_fk" -c "COMMIT" >/dev/null &
 fk=$!
 psql -X -q -d postgres -c "BEGIN" \
     -c "SELECT count(*) FROM (SELECT id FROM paygw.invoices WHERE id >= $lo + 10 AND id < $lo + 30 FOR SHARE) s" \
-    -c "SELECT pg_sleep(4) AS held_share" -c "COMMIT" >/dev/null &
+    -c "SELECT pg_sleep(6) AS held_share" -c "COMMIT" >/dev/null &
 share=$!
 psql -X -q -d postgres -c "BEGIN" \
     -c "UPDATE paygw.invoices SET response = response WHERE id >= $lo + 30 AND id < $lo + 40" \
-    -c "SELECT pg_sleep(4) AS held_update" -c "COMMIT" >/dev/null &
+    -c "SELECT pg_sleep(6) AS held_update" -c "COMMIT" >/dev/null &
 upd=$!
-wait_for 5 '[ "$(sqlv "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '\''SELECT pg_sleep(4) AS held_%'\''")" = 3 ]' \
+wait_for 5 '[ "$(sqlv "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '\''SELECT pg_sleep(6) AS held_%'\''")" = 3 ]' \
     || check_fail "the application sessions did not take their locks"
 [ "$(paid $base)" = 0 ] || check_fail "answers arrived before the locks were taken; the check proves nothing"
 # the answers arrive while the locks are held; the foreign key alone does not
 # hold anything back
-wait_for 5 '[ "$(sqlv "SELECT count(*) FROM paygw.invoices WHERE $(in_batch $base) AND status = '\''paid'\'' AND (id < $lo + 10 OR id >= $lo + 40)")" = 20 ]' \
+wait_for 6 '[ "$(sqlv "SELECT count(*) FROM paygw.invoices WHERE $(in_batch $base) AND status = '\''paid'\'' AND (id < $lo + 10 OR id >= $lo + 40)")" = 20 ]' \
     || check_fail "invoices under a foreign key only were not applied while it was held"
 held=$(paid $base)
 (( held <= 20 )) || check_fail "$held invoices applied while FOR SHARE / UPDATE locks were held"
