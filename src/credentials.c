@@ -12,6 +12,8 @@
  */
 #include "postgres.h"
 
+#include "storage/proc.h"
+
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -83,6 +85,40 @@ copy_text(HeapTuple tuple, TupleDesc desc, int col, MemoryContext cxt, bool wipe
 			paygw_wipe(VARDATA_ANY(DatumGetPointer(d)), VARSIZE_ANY_EXHDR(DatumGetPointer(d)));
 	}
 	return s;
+}
+
+/*
+ * Raise a clear error when the SQL objects installed in this database are
+ * not the version this library needs (after `make install` and before
+ * ALTER EXTENSION paygw UPDATE), instead of failing on a missing object.
+ * The version is read once per transaction.
+ */
+void
+paygw_require_sql_version(void)
+{
+	static LocalTransactionId checked_in = InvalidLocalTransactionId;
+	char	   *version = NULL;
+
+	if (checked_in == MyProc->lxid)
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'paygw'",
+					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+		version = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (version == NULL || strcmp(version, PAYGW_SQL_VERSION) != 0)
+	{
+		char	   *have = version ? pstrdup(version) : NULL;
+
+		SPI_finish();
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("paygw's SQL objects in this database are version %s, this library needs %s",
+					   have ? have : "(none)", PAYGW_SQL_VERSION),
+				errhint("Run ALTER EXTENSION paygw UPDATE in this database."));
+	}
+	SPI_finish();
+	checked_in = MyProc->lxid;
 }
 
 /*

@@ -12,6 +12,7 @@
 
 #include "executor/spi.h"
 
+extern void paygw_require_sql_version(void);
 extern SPIPlanPtr paygw_spi_prepare_once_opts(SPIPlanPtr *plan, const char *sql,
 											  int nargs, Oid *argtypes,
 											  int cursor_options);

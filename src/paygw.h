@@ -20,6 +20,8 @@
 #include "utils/jsonb.h"
 
 #define PAYGW_VERSION "0.4"
+/* the version of the SQL objects (paygw.control) this library needs */
+#define PAYGW_SQL_VERSION "0.4"
 
 /*
  * Error classes.  Each has its own SQLSTATE in class "PW" (see errors.c and

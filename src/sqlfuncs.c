@@ -862,6 +862,7 @@ paygw_refresh(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				errmsg("max_invoices must be between 1 and 10000"));
+	paygw_require_sql_version();
 	memset(&stats, 0, sizeof(stats));
 	PG_RETURN_INT32(paygw_reconcile_pass(max_invoices, 0, &stats));
 }
@@ -887,6 +888,7 @@ paygw_check_invoice(PG_FUNCTION_ARGS)
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				errmsg("invoice id must be positive"),
 				errdetail("Invoice ids start at 1; %lld is not one.", (long long) invoice_id));
+	paygw_require_sql_version();
 	memset(&stats, 0, sizeof(stats));
 	if (paygw_reconcile_pass(1, invoice_id, &stats) == 0)
 	{

@@ -100,6 +100,7 @@ paygw_webhook(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	tupdesc = BlessTupleDesc(tupdesc);
+	paygw_require_sql_version();
 	if (PG_ARGISNULL(0))
 		webhook_refuse("a webhook needs its provider%s", "");
 

@@ -80,8 +80,6 @@ PGDLLEXPORT void paygw_worker_main(Datum main_arg);
 #define RETRY_MS 200
 /* restart delay after a crash, seconds */
 #define RESTART_SECONDS 2
-/* the extension version this library's worker needs */
-#define WORKER_EXTVERSION "0.4"
 
 typedef struct PaygwShared
 {
@@ -323,12 +321,12 @@ extension_ready(Oid *ext)
 		{
 			char	   *version = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
-			ready = version != NULL && strcmp(version, WORKER_EXTVERSION) == 0;
+			ready = version != NULL && strcmp(version, PAYGW_SQL_VERSION) == 0;
 			if (!ready && !said_old)
 			{
 				ereport(LOG,
 						errmsg("paygw worker waits: extension paygw %s in database \"%s\" is not the version %s this library needs",
-							   version ? version : "?", paygw_database, WORKER_EXTVERSION),
+							   version ? version : "?", paygw_database, PAYGW_SQL_VERSION),
 						errhint("Run ALTER EXTENSION paygw UPDATE in database \"%s\".", paygw_database));
 				said_old = true;
 			}
