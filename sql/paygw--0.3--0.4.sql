@@ -586,3 +586,44 @@ LANGUAGE C VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'paygw_webhook_parse';
 REVOKE ALL ON FUNCTION paygw.webhook_parse(text, text, jsonb, text) FROM PUBLIC;
+
+-- Delete history older than older_than: invoice events (an audit trail: the
+-- worker deletes them only with paygw.event_retention set) and webhooks (the
+-- worker deletes them after paygw.webhook_retention).  At most max_rows of
+-- each table (NULL: all), oldest first.  Returns how many rows went.
+CREATE FUNCTION paygw.purge_history(older_than interval, max_rows integer DEFAULT NULL,
+                                    include_events boolean DEFAULT true,
+                                    include_webhooks boolean DEFAULT true,
+                                    OUT events bigint, OUT webhooks bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF older_than IS NULL OR older_than < interval '0' THEN
+        RAISE EXCEPTION 'older_than must be an interval of zero or more'
+            USING ERRCODE = '22023';
+    END IF;
+    IF max_rows IS NOT NULL AND max_rows < 1 THEN
+        RAISE EXCEPTION 'max_rows must be at least 1 (or NULL for all)'
+            USING ERRCODE = '22023';
+    END IF;
+    events := 0;
+    webhooks := 0;
+    IF include_events THEN
+        -- oldest first through the primary key: a batch stops after max_rows
+        DELETE FROM paygw.invoice_events e
+         WHERE e.id = ANY (ARRAY(SELECT o.id FROM paygw.invoice_events o
+                                  WHERE o.created_at < now() - older_than
+                                  ORDER BY o.id LIMIT max_rows));
+        GET DIAGNOSTICS events = ROW_COUNT;
+    END IF;
+    IF include_webhooks THEN
+        DELETE FROM paygw.webhooks w
+         WHERE w.id = ANY (ARRAY(SELECT o.id FROM paygw.webhooks o
+                                  WHERE o.received_at < now() - older_than
+                                  ORDER BY o.received_at LIMIT max_rows));
+        GET DIAGNOSTICS webhooks = ROW_COUNT;
+    END IF;
+END;
+$$;
+REVOKE ALL ON FUNCTION paygw.purge_history(interval, integer, boolean, boolean) FROM PUBLIC;

@@ -109,6 +109,21 @@ SELECT provider, account, verified, invoice_id IS NOT NULL AS tracked, payment_i
        length(request_sha256) AS hash_length
   FROM paygw.webhooks ORDER BY id;
 
+-- history that does not grow forever: paygw.purge_history deletes events
+-- and webhooks older than an age, oldest first, at most max_rows of each
+UPDATE paygw.webhooks SET received_at = now() - interval '40 days'
+ WHERE id IN (SELECT id FROM paygw.webhooks ORDER BY id LIMIT 3);
+UPDATE paygw.invoice_events SET created_at = now() - interval '40 days' WHERE invoice_id = :ok106;
+SELECT count(*) AS webhooks_before FROM paygw.webhooks \gset
+SELECT * FROM paygw.purge_history(interval '30 days', 2);
+SELECT * FROM paygw.purge_history(interval '30 days');
+SELECT * FROM paygw.purge_history(interval '30 days', NULL, false);
+SELECT :webhooks_before - count(*) AS webhooks_deleted FROM paygw.webhooks;
+SELECT count(*) AS events_left FROM paygw.invoice_events WHERE invoice_id = :ok106;
+SELECT paygw_try($$SELECT paygw.purge_history(interval '-1 day')$$);
+SELECT paygw_try($$SELECT paygw.purge_history(NULL)$$);
+SELECT paygw_try($$SELECT paygw.purge_history(interval '1 day', 0)$$);
+
 DELETE FROM paygw.webhooks;
 DELETE FROM paygw.invoices WHERE account IN ('wh-mo', 'wh-ok');
 DELETE FROM paygw.credentials WHERE name IN ('wh-mo', 'wh-ok');

@@ -38,6 +38,7 @@ int			paygw_webhook_max_size = 64 * 1024;
 int			paygw_webhook_min_interval_s = 10;
 int			paygw_webhook_replay_window_s = 24 * 3600;
 int			paygw_webhook_retention_s = 30 * 24 * 3600;
+int			paygw_event_retention_s = 0;
 
 /* Define the settings; called from _PG_init. */
 void
@@ -187,6 +188,13 @@ paygw_guc_init(void)
 							"0 keeps them forever.  Deleted in small batches while the worker is idle.",
 							&paygw_webhook_retention_s,
 							30 * 24 * 3600, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("paygw.event_retention",
+							"Age after which the worker deletes rows of paygw.invoice_events.",
+							"0 (the default) keeps them forever: they are the payments' audit trail.  Deleted in small batches while the worker is idle.",
+							&paygw_event_retention_s,
+							0, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("paygw");

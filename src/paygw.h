@@ -167,6 +167,7 @@ extern int	paygw_webhook_max_size;
 extern int	paygw_webhook_min_interval_s;
 extern int	paygw_webhook_replay_window_s;
 extern int	paygw_webhook_retention_s;
+extern int	paygw_event_retention_s;
 
 extern void paygw_guc_init(void);
 

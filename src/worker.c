@@ -432,36 +432,46 @@ sleep_time(int64 run)
 }
 
 /*
- * Delete webhooks older than paygw.webhook_retention, at most 1000 at a time
- * (it runs when the worker is about to sleep, so it never delays checks).
- * Returns how many were deleted.  Runs a short transaction.
+ * Delete events older than paygw.event_retention (0: never) and webhooks
+ * older than paygw.webhook_retention, at most 1000 of each at a time (it
+ * runs when the worker is about to sleep, so it never delays checks).
+ * Returns the most rows deleted from one table.  Runs a short transaction.
  */
 static int
-purge_webhooks(void)
+purge_history(void)
 {
 	static SPIPlanPtr plan = NULL;
 	MemoryContext cxt;
-	Datum		values[1];
-	int			n = 0;
+	int			most = 0;
 
-	if (paygw_webhook_retention_s <= 0)
+	if (paygw_event_retention_s <= 0 && paygw_webhook_retention_s <= 0)
 		return 0;
-	cxt = xact_begin("paygw: deleting old webhooks");
+	cxt = xact_begin("paygw: deleting old history");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	values[0] = Float8GetDatum((double) paygw_webhook_retention_s);
-	if (SPI_execute_plan(paygw_spi_prepare_once(&plan,
-												"DELETE FROM paygw.webhooks w WHERE w.id OPERATOR(pg_catalog.=) ANY (ARRAY("
-												"SELECT o.id FROM paygw.webhooks o"
-												" WHERE o.received_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
-												" OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1))"
-												" ORDER BY o.received_at LIMIT 1000))",
-												1, (Oid[]) {FLOAT8OID}),
-						 values, NULL, false, 0) == SPI_OK_DELETE)
-		n = (int) SPI_processed;
+	for (int table = 0; table < 2; table++)
+	{
+		int			age = table == 0 ? paygw_event_retention_s : paygw_webhook_retention_s;
+		Datum		values[3];
+		bool		isnull;
+
+		if (age <= 0)
+			continue;
+		values[0] = Float8GetDatum((double) age);
+		values[1] = BoolGetDatum(table == 0);
+		values[2] = BoolGetDatum(table == 1);
+		if (SPI_execute_plan(paygw_spi_prepare_once(&plan,
+													"SELECT events OPERATOR(pg_catalog.+) webhooks"
+													" FROM paygw.purge_history(pg_catalog.make_interval(secs => $1),"
+													" 1000, $2, $3)",
+													3, (Oid[]) {FLOAT8OID, BOOLOID, BOOLOID}),
+							 values, NULL, false, 1) == SPI_OK_SELECT && SPI_processed == 1)
+			most = Max(most, (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+															   SPI_tuptable->tupdesc, 1, &isnull)));
+	}
 	SPI_finish();
 	xact_end(cxt);
-	return n;
+	return most;
 }
 
 static void
@@ -769,9 +779,9 @@ paygw_worker_main(Datum main_arg)
 					continue;
 				if (nretry == 0)
 				{
-					/* old webhooks go in small batches, before a sleep */
+					/* old history goes in small batches, before a sleep */
 					if (TimestampDifferenceExceeds(last_purge, GetCurrentTimestamp(), 60000) &&
-						purge_webhooks() < 1000)
+						purge_history() < 1000)
 						last_purge = GetCurrentTimestamp();
 					idle = true;
 					ms = sleep_time(run);
