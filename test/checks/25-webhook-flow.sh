@@ -77,4 +77,23 @@ kill "$listener" 2>/dev/null || true; wait "$listener" 2>/dev/null || true
 echo "morune: created at the gateway, paid, webhook taken (forged copy refused): paid by the worker ${ms} ms after paygw_webhook, one event, one notification"
 check_ok "create -> pay -> webhook -> signed confirmation -> one event and one NOTIFY"
 
+# --- retention: the worker deletes old history while idle ----------------------
+# (it looks at most once a minute; a restarted worker looks at its first idle
+# moment)
+sqlv "UPDATE paygw.invoice_events SET created_at = now() - interval '2 days'" >/dev/null
+sqlv "UPDATE paygw.webhooks SET received_at = now() - interval '2 days'" >/dev/null
+before=$(sqlv "SELECT (SELECT count(*) FROM paygw.invoice_events) || '/' || (SELECT count(*) FROM paygw.webhooks)")
+sqlv "ALTER SYSTEM SET paygw.event_retention = '1d'" >/dev/null
+sqlv "ALTER SYSTEM SET paygw.webhook_retention = '1d'" >/dev/null
+sqlv "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+sqlv "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'paygw worker'" >/dev/null
+wait_for 20 '[ "$(sqlv "SELECT (SELECT count(*) FROM paygw.invoice_events) + (SELECT count(*) FROM paygw.webhooks)")" = 0 ]' \
+    || check_fail "the worker did not delete events and webhooks older than their retention"
+sqlv "ALTER SYSTEM RESET paygw.event_retention" >/dev/null
+sqlv "ALTER SYSTEM RESET paygw.webhook_retention" >/dev/null
+sqlv "SELECT pg_reload_conf()" >/dev/null
+echo "retention 1 day: the worker deleted the 2-day-old history (events/webhooks: $before -> 0/0)"
+check_ok "the worker applies paygw.event_retention and paygw.webhook_retention"
+
 sqlv "DROP EXTENSION paygw CASCADE" >/dev/null
