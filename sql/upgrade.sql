@@ -103,3 +103,31 @@ SELECT encrypted, status FROM paygw.accounts, paygw_status('okepay', '106') WHER
 DROP TABLE app_orders;
 SELECT set_config('paygw.key_file', '', false) = '' AS keyring_unset;
 \! rm -f $PAYGW_WORKDIR/upgrade-ring
+
+-- and from 0.2 with data: invoices, events, a 0.2 lease
+DROP EXTENSION paygw CASCADE;
+CREATE EXTENSION paygw VERSION '0.2';
+INSERT INTO paygw.credentials (name, provider, merchant_id, secret, base_url)
+VALUES ('ok', 'okepay', 'demo-shop', 'okepay-test-secret-7Qx',
+        'http://127.0.0.1:' || :'emu_port' || '/okepay');
+SELECT paygw_track('okepay', id) IS NOT NULL AS tracked FROM unnest(ARRAY['106', '112', '501']) id;
+UPDATE paygw.invoices SET status = 'paid', provider_status = 'confirmed', next_check_at = NULL
+ WHERE payment_id = '106';
+INSERT INTO paygw.invoice_events (invoice_id, old_status, new_status, provider_status, applied)
+SELECT id, 'pending', 'paid', 'confirmed', true FROM paygw.invoices WHERE payment_id = '106';
+UPDATE paygw.invoices SET lease_until = now() + interval '1 hour', lease_token = txid_current()
+ WHERE payment_id = '501';
+CREATE TEMP TABLE before_02 AS
+SELECT md5(string_agg((i.id, i.provider, i.account, i.payment_id, i.order_id, i.status, i.provider_status,
+       i.lease_token)::text, '|' ORDER BY i.id)) AS invoices,
+       (SELECT md5(string_agg(e::text, '|' ORDER BY e.id)) FROM paygw.invoice_events e) AS events
+  FROM paygw.invoices i;
+ALTER EXTENSION paygw UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'paygw';
+SELECT md5(string_agg((i.id, i.provider, i.account, i.payment_id, i.order_id, i.status, i.provider_status,
+       i.lease_token)::text, '|' ORDER BY i.id)) = (SELECT invoices FROM before_02) AS invoices_kept,
+       (SELECT md5(string_agg(e::text, '|' ORDER BY e.id)) FROM paygw.invoice_events e)
+         = (SELECT events FROM before_02) AS events_kept
+  FROM paygw.invoices i;
+SELECT payment_id FROM paygw.claim_due(10, interval '1 minute', 1) ORDER BY payment_id;
+SELECT paygw_refresh() AS checked_after_update;
