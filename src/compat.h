@@ -44,6 +44,13 @@
 	pg_b64_decode((src), (len), (char *) (dst), (dstlen))
 #endif
 
+/* this backend's local transaction id (PostgreSQL 17 moved it into vxid) */
+#if PG_VERSION_NUM >= 170000
+#define PAYGW_MY_LXID (MyProc->vxid.lxid)
+#else
+#define PAYGW_MY_LXID (MyProc->lxid)
+#endif
+
 /*
  * Validate a JSON document without building anything.  Returns the parser's
  * error code; never throws for malformed input.  (PostgreSQL 17 changed the

@@ -99,7 +99,7 @@ paygw_require_sql_version(void)
 	static LocalTransactionId checked_in = InvalidLocalTransactionId;
 	char	   *version = NULL;
 
-	if (checked_in == MyProc->lxid)
+	if (checked_in == PAYGW_MY_LXID)
 		return;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -118,7 +118,7 @@ paygw_require_sql_version(void)
 				errhint("Run ALTER EXTENSION paygw UPDATE in this database."));
 	}
 	SPI_finish();
-	checked_in = MyProc->lxid;
+	checked_in = PAYGW_MY_LXID;
 }
 
 /*

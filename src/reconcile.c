@@ -117,8 +117,8 @@ outcome_from_name(const char *name)
  * paygw.max_concurrency, if smaller) at a time, each round taking up to
  * paygw.timeout; one more round covers applying the result.
  */
-double
-paygw_reconcile_lease_seconds(int queued)
+static double
+lease_seconds(int queued)
 {
 	int			width = Max(1, Min(paygw_max_per_account, paygw_max_concurrency));
 	double		rounds = ceil((double) Max(1, queued) / width);
@@ -140,7 +140,6 @@ paygw_reconcile_claim(MemoryContext parent, int max_invoices, int64 run,
 					  int queued, int64 invoice_id, PaygwItem **items)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
-	TimestampTz lease_until = 0;
 	int			ret;
 	uint64		n;
 
@@ -159,13 +158,11 @@ paygw_reconcile_claim(MemoryContext parent, int max_invoices, int64 run,
 	else
 	{
 		Oid			types[3] = {INT4OID, FLOAT8OID, INT8OID};
-		double		secs = paygw_reconcile_lease_seconds(queued + max_invoices);
+		double		secs = lease_seconds(queued + max_invoices);
 		Datum		values[3] = {Int32GetDatum(max_invoices), Float8GetDatum(secs),
 		Int64GetDatum(run)};
 		char		nulls[3] = {' ', run > 0 ? ' ' : 'n', run > 0 ? ' ' : 'n'};
 
-		/* the lease ends at the claiming transaction's now() plus secs */
-		lease_until = GetCurrentTransactionStartTimestamp() + (TimestampTz) (secs * USECS_PER_SEC);
 		ret = SPI_execute_plan(paygw_spi_prepare_once(&claim_plan,
 											"SELECT * FROM paygw.claim_due($1, pg_catalog.make_interval(secs => $2), $3)",
 											3, types),
@@ -196,7 +193,6 @@ paygw_reconcile_claim(MemoryContext parent, int max_invoices, int64 run,
 		token = SPI_getbinval(tuple, desc, 6, &isnull);
 		item->has_lease = !isnull;
 		item->lease_token = isnull ? 0 : DatumGetInt64(token);
-		item->lease_until = lease_until;
 
 		MemoryContextSwitchTo(cxt);
 		provider = SPI_getvalue(tuple, desc, 2);
@@ -555,6 +551,37 @@ count_outcome(PaygwApplyStats *stats, PaygwOutcome outcome)
 }
 
 /*
+ * Select the rows of items[0..n-1], with clause after the WHERE (a locking
+ * clause such as "FOR NO KEY UPDATE SKIP LOCKED", or ""); *plan keeps the
+ * statement.  The items whose row was returned are appended to found[]
+ * (*nfound grows), the others stored in rest[]; returns how many went there.
+ */
+static int
+find_rows(SPIPlanPtr *plan, const char *clause, PaygwItem **items, int n,
+		  PaygwItem **found, int *nfound, PaygwItem **rest)
+{
+	int64	   *ids;
+	int			nids;
+	int			nrest = 0;
+
+	if (*plan == NULL)
+		(void) prepare_custom_once(plan,
+								   psprintf("SELECT i.id FROM paygw.invoices i"
+											" WHERE i.id OPERATOR(pg_catalog.=) ANY ($1) %s",
+											clause),
+								   1, (Oid[]) {INT8ARRAYOID});
+	nids = ids_returned(*plan, items, n, &ids);
+	for (int i = 0; i < n; i++)
+	{
+		if (id_in(items[i]->invoice_id, ids, nids))
+			found[(*nfound)++] = items[i];
+		else
+			rest[nrest++] = items[i];
+	}
+	return nrest;
+}
+
+/*
  * Apply the outcome of each item's check (its response must be complete, or
  * it was never prepared).  Must run in a transaction.  Sets each item's
  * outcome; an item left BUSY keeps its result and may be applied again in a
@@ -566,12 +593,14 @@ paygw_reconcile_apply(PaygwItem **items, int n, PaygwApplyStats *stats)
 	MemoryContext oldcxt = CurrentMemoryContext;
 	MemoryContext applycxt;
 	ResourceOwner oldowner = CurrentResourceOwner;
+	PaygwItem **learners;
+	PaygwItem **others;
 	PaygwItem **locked;
 	PaygwItem **missing;
+	int			nlearners = 0;
+	int			nothers = 0;
 	int			nlocked = 0;
 	int			nmissing = 0;
-	int64	   *ids;
-	int			nids;
 
 	if (n <= 0)
 		return;
@@ -581,6 +610,8 @@ paygw_reconcile_apply(PaygwItem **items, int n, PaygwApplyStats *stats)
 		elog(ERROR, "SPI_connect failed");
 	MemoryContextSwitchTo(applycxt);
 
+	learners = palloc(sizeof(PaygwItem *) * n);
+	others = palloc(sizeof(PaygwItem *) * n);
 	locked = palloc(sizeof(PaygwItem *) * n);
 	missing = palloc(sizeof(PaygwItem *) * n);
 	for (int i = 0; i < n; i++)
@@ -594,7 +625,9 @@ paygw_reconcile_apply(PaygwItem **items, int n, PaygwApplyStats *stats)
 			((!item->row_has_payment_id && item->res.payment_id && item->res.payment_id[0]) ||
 			 (!item->row_has_order_id && item->res.order_id && item->res.order_id[0]));
 		if (item->learn)
-			missing[nmissing++] = item;
+			learners[nlearners++] = item;
+		else
+			others[nothers++] = item;
 	}
 
 	/*
@@ -603,55 +636,30 @@ paygw_reconcile_apply(PaygwItem **items, int n, PaygwApplyStats *stats)
 	 * is applied without learning.  The rest FOR NO KEY UPDATE.  Rows another
 	 * session holds are busy (or gone).
 	 */
-	if (nmissing > 0)
+	if (nlearners > 0)
 	{
-		nids = ids_returned(prepare_custom_once(&lock_learn_plan,
-												"SELECT i.id FROM paygw.invoices i"
-												" WHERE i.id OPERATOR(pg_catalog.=) ANY ($1)"
-												" FOR UPDATE SKIP LOCKED",
-												1, (Oid[]) {INT8ARRAYOID}),
-							missing, nmissing, &ids);
-		for (int i = 0; i < nmissing; i++)
-			if (!id_in(missing[i]->invoice_id, ids, nids))
-				missing[i]->learn = false;
-		nmissing = 0;
-	}
-	for (int i = 0; i < n; i++)
-		if (items[i]->learn)
-			locked[nlocked++] = items[i];
-		else
-			missing[nmissing++] = items[i];
-	if (nmissing > 0)
-	{
-		PaygwItem **rest = missing;
-		int			nrest = nmissing;
+		int			first = nothers;
 
-		missing = palloc(sizeof(PaygwItem *) * n);
-		nmissing = 0;
-		nids = ids_returned(prepare_custom_once(&lock_plan,
-												"SELECT i.id FROM paygw.invoices i"
-												" WHERE i.id OPERATOR(pg_catalog.=) ANY ($1)"
-												" FOR NO KEY UPDATE SKIP LOCKED",
-												1, (Oid[]) {INT8ARRAYOID}),
-							rest, nrest, &ids);
-		for (int i = 0; i < nrest; i++)
-		{
-			if (id_in(rest[i]->invoice_id, ids, nids))
-				locked[nlocked++] = rest[i];
-			else
-				missing[nmissing++] = rest[i];
-		}
+		nothers += find_rows(&lock_learn_plan, "FOR UPDATE SKIP LOCKED",
+							 learners, nlearners, locked, &nlocked, others + nothers);
+		for (int i = first; i < nothers; i++)
+			others[i]->learn = false;
 	}
+	if (nothers > 0)
+		nmissing = find_rows(&lock_plan, "FOR NO KEY UPDATE SKIP LOCKED",
+							 others, nothers, locked, &nlocked, missing);
 	if (nmissing > 0)
 	{
-		nids = ids_returned(prepare_custom_once(&exists_plan,
-												   "SELECT i.id FROM paygw.invoices i"
-												   " WHERE i.id OPERATOR(pg_catalog.=) ANY ($1)",
-												   1, (Oid[]) {INT8ARRAYOID}),
-							missing, nmissing, &ids);
-		for (int i = 0; i < nmissing; i++)
-			missing[i]->outcome = id_in(missing[i]->invoice_id, ids, nids)
-				? PAYGW_OUTCOME_BUSY : PAYGW_OUTCOME_LOST;
+		/* rows that exist are held by another session; the others are gone */
+		PaygwItem **held = palloc(sizeof(PaygwItem *) * nmissing);
+		PaygwItem **gone = palloc(sizeof(PaygwItem *) * nmissing);
+		int			nheld = 0;
+		int			ngone = find_rows(&exists_plan, "", missing, nmissing, held, &nheld, gone);
+
+		for (int i = 0; i < nheld; i++)
+			held[i]->outcome = PAYGW_OUTCOME_BUSY;
+		for (int i = 0; i < ngone; i++)
+			gone[i]->outcome = PAYGW_OUTCOME_LOST;
 	}
 
 	/* 2. all locked rows in one statement; 3. one by one if that fails */

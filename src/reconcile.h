@@ -37,7 +37,6 @@ typedef struct PaygwItem
 	int64		invoice_id;
 	int64		lease_token;
 	bool		has_lease;
-	TimestampTz lease_until;	/* when has_lease: the lease ends then */
 	bool		prepared;		/* false: err says why no request was built */
 	PaygwError	err;
 	PaygwCall	call;
@@ -71,7 +70,6 @@ typedef struct PaygwApplyStats
 extern int	paygw_reconcile_claim(MemoryContext parent, int max_invoices,
 								  int64 run, int queued, int64 invoice_id,
 								  PaygwItem **items);
-extern double paygw_reconcile_lease_seconds(int queued);
 extern const char *paygw_outcome_name(PaygwOutcome outcome);
 extern void paygw_reconcile_start(PaygwHttpPool *pool, PaygwItem *item);
 extern void paygw_reconcile_apply(PaygwItem **items, int n,

@@ -36,12 +36,13 @@
 
 PG_FUNCTION_INFO_V1(paygw_webhook);
 
+/* Raise PW041 with this message: the request is not a webhook paygw takes. */
 static void
-webhook_refuse(const char *fmt, const char *arg)
+webhook_refuse(const char *message)
 {
 	PaygwError	err;
 
-	paygw_set_error(&err, PAYGW_ERR_WEBHOOK_INVALID, fmt, arg);
+	paygw_set_error(&err, PAYGW_ERR_WEBHOOK_INVALID, "%s", message);
 	paygw_raise(&err);
 }
 
@@ -102,7 +103,7 @@ paygw_webhook(PG_FUNCTION_ARGS)
 	tupdesc = BlessTupleDesc(tupdesc);
 	paygw_require_sql_version();
 	if (PG_ARGISNULL(0))
-		webhook_refuse("a webhook needs its provider%s", "");
+		webhook_refuse("a webhook needs its provider");
 
 	callcxt = AllocSetContextCreate(CurrentMemoryContext, "paygw webhook",
 									ALLOCSET_DEFAULT_SIZES);
@@ -112,7 +113,7 @@ paygw_webhook(PG_FUNCTION_ARGS)
 	if (prov == NULL)
 		paygw_raise(&err);
 	if (prov->parse_webhook == NULL)
-		webhook_refuse("paygw does not take %s webhooks", prov->name);
+		webhook_refuse(psprintf("paygw does not take %s webhooks", prov->name));
 
 	/* the size cap first, before anything is parsed */
 	body_text = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
@@ -129,7 +130,7 @@ paygw_webhook(PG_FUNCTION_ARGS)
 		paygw_raise(&err);
 	}
 	if (headers != NULL && !JB_ROOT_IS_OBJECT(headers))
-		webhook_refuse("webhook headers must be a JSON object%s", "");
+		webhook_refuse("webhook headers must be a JSON object");
 
 	account = paygw_account_fetch(prov, PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4)),
 								  &err);
@@ -145,7 +146,7 @@ paygw_webhook(PG_FUNCTION_ARGS)
 	if (!prov->parse_webhook(account, &req, &info, &err))
 		paygw_raise(&err);
 	if (info.payment_id == NULL && info.order_id == NULL)
-		webhook_refuse("%s webhook names no payment", prov->name);
+		webhook_refuse(psprintf("%s webhook names no payment", prov->name));
 
 	/* record it and make its invoice due */
 	if (SPI_connect() != SPI_OK_CONNECT)

@@ -27,8 +27,8 @@
  * (paygw_refresh() and paygw_check_invoice() wait for it).
  *
  * A result is never thrown away because another session holds the row: the
- * worker keeps it (BUSY) and applies it on a later pass, until its lease
- * ends.
+ * worker keeps it (BUSY) and applies it on a later pass, until it is applied
+ * or the row's lease has passed to another run or session.
  *
  * SIGHUP reloads settings.  SIGTERM (pg_terminate_backend, a server
  * shutdown) is orderly: the worker stops claiming, applies the results it
@@ -474,11 +474,18 @@ purge_history(void)
 	return most;
 }
 
+/*
+ * Add what applying a batch did to the shared counters; nretry results are
+ * now kept for busy rows.
+ */
 static void
-add_stats(PaygwApplyStats *stats)
+add_stats(PaygwApplyStats *stats, int nretry)
 {
+	/* walks every memory context: not under the spinlock */
+	int64		memory = (int64) MemoryContextMemAllocated(TopMemoryContext, true);
+
 	SpinLockAcquire(&shared->mutex);
-	shared->memory_bytes = (int64) MemoryContextMemAllocated(TopMemoryContext, true);
+	shared->memory_bytes = memory;
 	shared->checked += stats->checked;
 	shared->changed += stats->changed;
 	shared->anomalies += stats->anomalies;
@@ -489,6 +496,7 @@ add_stats(PaygwApplyStats *stats)
 		shared->errors_by_kind[k] += stats->errors_by_kind[k];
 		shared->errors += stats->errors_by_kind[k];
 	}
+	shared->waiting_retry = nretry;
 	SpinLockRelease(&shared->mutex);
 }
 
@@ -520,10 +528,7 @@ apply_batch(PaygwItem **items, int n, PaygwItem **retry, int nretry)
 				errmsg("paygw worker: applied %d checks: %d changed, %d unchanged, %d errors, %d anomalies, %d gave up, %d lost, %d busy, %d failed",
 					   stats.checked, stats.changed, stats.unchanged, stats.errors,
 					   stats.anomalies, stats.gave_up, stats.lost, stats.busy, stats.failed));
-	add_stats(&stats);
-	SpinLockAcquire(&shared->mutex);
-	shared->waiting_retry = nretry;
-	SpinLockRelease(&shared->mutex);
+	add_stats(&stats, nretry);
 	return nretry;
 }
 
