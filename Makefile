@@ -17,6 +17,7 @@ OBJS = \
 	src/accountcache.o \
 	src/call.o \
 	src/sqlfuncs.o \
+	src/create.o \
 	src/reconcile.o \
 	src/webhooks.o \
 	src/worker.o \
@@ -31,10 +32,11 @@ OBJS = \
 	src/providers/obmenka.o \
 	src/providers/alikassa.o \
 	src/providers/morune.o \
-	src/providers/webhook_json.o
+	src/providers/webhook_json.o \
+	src/providers/create_body.o
 
 REGRESS = setup signing status errors credentials tracking privileges secrets \
-	webhook_verify webhooks upgrade
+	webhook_verify webhooks create upgrade
 
 PKG_CONFIG ?= pkg-config
 # The server headers are included as system headers, so -Wextra reports

@@ -627,3 +627,49 @@ BEGIN
 END;
 $$;
 REVOKE ALL ON FUNCTION paygw.purge_history(interval, integer, boolean, boolean) FROM PUBLIC;
+
+-- Creating invoices: paygw_create_invoice() makes the gateway's signed create
+-- call and tracks the new invoice.  What was asked for is kept, so that a
+-- second call with the same order id compares with it (not with what later
+-- status calls report: Obmenka reports UAH where the create took the method
+-- code visamaster.uah).
+ALTER TABLE paygw.invoices
+    ADD COLUMN create_amount   numeric,
+    ADD COLUMN create_currency text,
+    ADD COLUMN pay_url         text,
+    ADD COLUMN expires_at      timestamptz,
+    ADD COLUMN create_response jsonb;
+COMMENT ON COLUMN paygw.invoices.create_amount IS
+    'The amount paygw_create_invoice() asked for (NULL for invoices only tracked)';
+COMMENT ON COLUMN paygw.invoices.create_currency IS
+    'The currency paygw_create_invoice() was given, as given';
+COMMENT ON COLUMN paygw.invoices.pay_url IS
+    'Where to send the customer to pay, from the gateway''s create reply';
+COMMENT ON COLUMN paygw.invoices.expires_at IS
+    'When the invoice stops being payable, where the create call tells';
+COMMENT ON COLUMN paygw.invoices.create_response IS
+    'The gateway''s reply to the create call(s)';
+
+CREATE TYPE paygw.created_invoice AS (
+    invoice_id  bigint,
+    provider    text,
+    account     text,
+    payment_id  text,
+    order_id    text,
+    status      paygw.payment_status,
+    pay_url     text,
+    expires_at  timestamptz,
+    response    jsonb
+);
+
+CREATE FUNCTION @extschema@.paygw_create_invoice(provider text, amount numeric,
+                                                 currency text, order_id text,
+                                                 options jsonb DEFAULT '{}',
+                                                 account text DEFAULT NULL)
+RETURNS paygw.created_invoice
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'paygw_create_invoice';
+COMMENT ON FUNCTION @extschema@.paygw_create_invoice(text, numeric, text, text, jsonb, text) IS
+    'Create an invoice at a gateway (one signed call; idempotent by order id) and track it';
+REVOKE ALL ON FUNCTION @extschema@.paygw_create_invoice(text, numeric, text, text, jsonb, text) FROM PUBLIC;

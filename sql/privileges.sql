@@ -42,7 +42,9 @@ GRANT USAGE ON SCHEMA paygw TO regress_paygw_app;
 GRANT EXECUTE ON FUNCTION paygw_status(text, text, text),
                           paygw_status_by_order(text, text, text),
                           paygw_track(text, text, text, text),
-                          paygw_refresh(integer) TO regress_paygw_app;
+                          paygw_refresh(integer),
+                          paygw_create_invoice(text, numeric, text, text, jsonb, text),
+                          paygw_webhook(text, text, jsonb, text, text, boolean) TO regress_paygw_app;
 GRANT SELECT ON paygw.invoices, paygw.invoice_events TO regress_paygw_app;
 -- optional: let application code insert invoice rows itself
 GRANT INSERT (provider, account, payment_id, order_id) ON paygw.invoices TO regress_paygw_app;
@@ -101,11 +103,24 @@ RESET ROLE;
 DROP SCHEMA regress_hijack CASCADE;
 
 DELETE FROM paygw.invoices;
+-- the application creates an invoice (tracked at once) and hands over a
+-- webhook (about a payment paygw does not track: ignored)
+SET ROLE regress_paygw_app;
+SELECT provider, account, order_id, status, pay_url IS NOT NULL AS pay_url
+  FROM paygw_create_invoice('morune', 3, 'RUB', 'app-order-1', '{"comment": "from the app"}');
+SELECT invoice_id, action, verified
+  FROM paygw_webhook('okepay', '{"transaction": {"status": "confirmed", "invoice": {"paymentLinkId": 999999}}}');
+RESET ROLE;
+DELETE FROM paygw.invoices WHERE order_id = 'app-order-1';
+DELETE FROM paygw.webhooks;
+
 REVOKE ALL ON SCHEMA paygw FROM regress_paygw_app;
 REVOKE ALL ON paygw.invoices, paygw.invoice_events FROM regress_paygw_app;
 REVOKE ALL ON FUNCTION paygw_status(text, text, text),
                        paygw_status_by_order(text, text, text),
                        paygw_track(text, text, text, text),
-                       paygw_refresh(integer) FROM regress_paygw_app;
+                       paygw_refresh(integer),
+                       paygw_create_invoice(text, numeric, text, text, jsonb, text),
+                       paygw_webhook(text, text, jsonb, text, text, boolean) FROM regress_paygw_app;
 DROP ROLE regress_paygw_app;
 DROP ROLE regress_paygw_nobody;

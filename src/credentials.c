@@ -235,13 +235,21 @@ paygw_account_complete(PaygwAccount *account, Jsonb *options, PaygwError *err)
 		key = pnstrdup(v.val.string.val, v.val.string.len);
 		for (const char *const *k = prov->option_keys; *k; k++)
 			known |= strcmp(*k, key) == 0;
+		if (prov->create != NULL && strcmp(key, "create") == 0)
+		{
+			tok = JsonbIteratorNext(&it, &v, true);
+			if (!paygw_create_check_defaults(prov, &v, err))
+				return false;
+			account->create_defaults = v.val.binary.data;
+			continue;
+		}
 		if (!known)
 		{
 			paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL,
 							"unknown %s credential option \"%s\"", prov->name, key);
 			paygw_error_hint(err, "%s", prov->option_keys[0]
-							 ? "The only option is \"digest\"."
-							 : "This provider takes no options; use '{}'.");
+							 ? "The options are \"digest\" and \"create\" (defaults for paygw_create_invoice)."
+							 : "The only option is \"create\" (defaults for paygw_create_invoice).");
 			return false;
 		}
 		tok = JsonbIteratorNext(&it, &v, true);

@@ -48,6 +48,7 @@ static const PaygwErrorClass error_classes[] = {
 	{PAYGW_ERR_GATEWAY, PW('0', '3', '3'), "gateway_error"},
 	{PAYGW_ERR_WEBHOOK_SIGNATURE, PW('0', '4', '0'), "webhook_signature_invalid"},
 	{PAYGW_ERR_WEBHOOK_INVALID, PW('0', '4', '1'), "webhook_invalid"},
+	{PAYGW_ERR_INVALID_PARAMETER, ERRCODE_INVALID_PARAMETER_VALUE, "invalid_parameter"},
 	{PAYGW_ERR_CANCELED, ERRCODE_QUERY_CANCELED, "canceled"},
 	{PAYGW_ERR_INTERNAL, ERRCODE_INTERNAL_ERROR, "internal"},
 };

@@ -51,6 +51,7 @@ typedef enum PaygwErrorCode
 	PAYGW_ERR_GATEWAY,
 	PAYGW_ERR_WEBHOOK_SIGNATURE,
 	PAYGW_ERR_WEBHOOK_INVALID,
+	PAYGW_ERR_INVALID_PARAMETER,
 	PAYGW_ERR_CANCELED,
 	PAYGW_ERR_INTERNAL
 } PaygwErrorCode;
@@ -130,6 +131,7 @@ typedef struct PaygwAccount
 	char	   *base_url;		/* without trailing slash; never NULL */
 	char	   *digest;			/* alikassa: "sha1" or "sha256" */
 	char	   *webhook_key;	/* what verifies the gateway's webhooks, or NULL */
+	JsonbContainer *create_defaults;	/* options "create": defaults, or NULL */
 } PaygwAccount;
 
 /* The normalized answer of a status call, in the call's context. */
@@ -143,6 +145,7 @@ typedef struct PaygwStatusResult
 	Datum		amount;			/* numeric */
 	bool		amount_isnull;
 	char	   *currency;
+	char	   *pay_url;		/* where the customer pays, when the reply says */
 	Jsonb	   *response;
 } PaygwStatusResult;
 

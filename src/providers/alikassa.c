@@ -177,6 +177,8 @@ alikassa_parse_reply(PaygwAccount *account, PaygwLookup lookup, const char *id,
 
 	/* the status reply has no currency; the service code ends with it */
 	result->currency = paygw_currency_suffix(service, '_');
+	if (!paygw_reply_field(prov, &jb->root, "url", &result->pay_url, err))
+		return false;
 	result->response = jb;
 	return true;
 }
@@ -337,6 +339,170 @@ alikassa_parse_webhook(PaygwAccount *account, const PaygwWebhookRequest *req,
 	return true;
 }
 
+/*
+ * Creating: POST /v1/payment, JSON, signed like the status call.  There is
+ * no currency field: the service code (payment_card_rub) implies it, so a
+ * currency given must agree with the service.  A taken order_id (Laravel's
+ * "has already been taken") is a duplicate.
+ */
+static const PaygwOption alikassa_create_options[] = {
+	{"service", PAYGW_OPT_TEXT, true, 0, 64},
+	{"customer_ip", PAYGW_OPT_IP, true, 0, 0},
+	{"customer_browser_user_agent", PAYGW_OPT_TEXT, true, 0, 1024},
+	{"desc", PAYGW_OPT_TEXT, false, 0, 255},
+	{"lifetime", PAYGW_OPT_INT, false, 900, 3600},
+	{"customer_email", PAYGW_OPT_TEXT, false, 0, 255},
+	{"customer_phone", PAYGW_OPT_TEXT, false, 0, 64},
+	{"customer_first_name", PAYGW_OPT_TEXT, false, 0, 255},
+	{"customer_last_name", PAYGW_OPT_TEXT, false, 0, 255},
+	{"customer_middle_name", PAYGW_OPT_TEXT, false, 0, 255},
+	{"customer_country", PAYGW_OPT_TEXT, false, 0, 64},
+	{"customer_city", PAYGW_OPT_TEXT, false, 0, 255},
+	{"customer_address", PAYGW_OPT_TEXT, false, 0, 255},
+	{"customer_zip", PAYGW_OPT_TEXT, false, 0, 32},
+	{"customer_user_id", PAYGW_OPT_TEXT, false, 0, 255},
+	{"customer_birthday", PAYGW_OPT_TEXT, false, 0, 32},
+	{"success_redirect_url", PAYGW_OPT_URL, false, 0, 0},
+	{"fail_redirect_url", PAYGW_OPT_URL, false, 0, 0},
+	{"notification_endpoint_url", PAYGW_OPT_URL, false, 0, 0},
+	{"success_redirect_id", PAYGW_OPT_INT, false, 1, PG_INT32_MAX},
+	{"fail_redirect_id", PAYGW_OPT_INT, false, 1, PG_INT32_MAX},
+	{"notification_endpoint_id", PAYGW_OPT_INT, false, 1, PG_INT32_MAX},
+	{NULL}
+};
+
+static bool
+alikassa_check_currency(PaygwCreateRequest *in, char **iso, PaygwError *err)
+{
+	char	   *service = paygw_create_text(in, "service");
+
+	*iso = paygw_currency_suffix(service, '_');
+	if (in->currency == NULL || (*iso != NULL && pg_strcasecmp(*iso, in->currency) == 0))
+	{
+		in->currency = NULL;	/* never sent */
+		return true;
+	}
+	paygw_set_error(err, PAYGW_ERR_INVALID_PARAMETER,
+					"alikassa currency \"%s\" does not agree with service \"%s\"",
+					in->currency, service);
+	paygw_error_detail(err, "AliKassa has no currency field: the service code implies it.");
+	paygw_error_hint(err, "Give NULL, or the currency the service code ends with.");
+	return false;
+}
+
+static bool
+alikassa_build_create(PaygwAccount *account, const PaygwCreateRequest *in,
+					  PaygwHttpRequest *req, PaygwError *err)
+{
+	StringInfoData body;
+	char	   *signature;
+
+	initStringInfo(&body);
+	appendStringInfo(&body, "{\"amount\":\"%s\",\"order_id\":", in->amount);
+	escape_json(&body, in->order_id);
+	paygw_create_append_json(&body, in, NULL);
+	appendStringInfoChar(&body, '}');
+	signature = alikassa_sign(account, body.data, body.len, err);
+	if (signature == NULL)
+		return false;
+
+	req->method = "POST";
+	req->url = psprintf("%s/v1/payment", account->base_url);
+	req->body = body.data;
+	req->body_len = body.len;
+	return paygw_http_add_header(req, "Content-Type", "application/json", false, err) &&
+		paygw_http_add_header(req, "Accept", "application/json", false, err) &&
+		paygw_http_add_header(req, "Account", account->merchant_id, false, err) &&
+		paygw_http_add_header(req, "Sign", signature, false, err);
+}
+
+/* The first validation message of a Laravel error reply, or NULL. */
+static char *
+first_error(JsonbContainer *root, bool *order_taken)
+{
+	JsonbContainer *errors = paygw_json_container(paygw_json_get(root, "errors"), true);
+	JsonbIterator *it;
+	JsonbIteratorToken tok;
+	JsonbValue	v;
+	char	   *first = NULL;
+	char	   *key = NULL;
+
+	*order_taken = false;
+	if (errors == NULL)
+		return NULL;
+	it = JsonbIteratorInit(errors);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		JsonbContainer *texts;
+		JsonbValue *text;
+
+		if (tok == WJB_KEY)
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+		if (tok != WJB_VALUE || (texts = paygw_json_container(&v, false)) == NULL)
+			continue;
+		text = getIthJsonbValueFromContainer(texts, 0);
+		if (text == NULL || text->type != jbvString)
+			continue;
+		if (strcmp(key, "order_id") == 0 &&
+			strstr(pnstrdup(text->val.string.val, text->val.string.len), "already been taken"))
+			*order_taken = true;
+		if (first == NULL)
+			first = pnstrdup(text->val.string.val, text->val.string.len);
+	}
+	return first;
+}
+
+static bool
+alikassa_parse_create(PaygwAccount *account, const PaygwCreateRequest *in,
+					  PaygwHttpResponse *resp, PaygwCreateResult *out,
+					  PaygwError *err)
+{
+	const PaygwProvider *prov = &paygw_alikassa;
+	Jsonb	   *jb;
+	char	   *lifetime;
+
+	(void) account;
+	jb = paygw_reply_json(prov, resp, err);
+	if (jb == NULL)
+		return false;
+	if (resp->status >= 300 || paygw_json_get(&jb->root, "payment_status") == NULL)
+	{
+		bool		taken;
+		char	   *message = first_error(&jb->root, &taken);
+
+		if (taken)
+		{
+			out->duplicate = true;
+			return true;
+		}
+		if (message == NULL && !paygw_reply_field(prov, &jb->root, "message", &message, err))
+			return false;
+		if (resp->status < 300 && message == NULL)
+			return paygw_set_error(err, PAYGW_ERR_MALFORMED_REPLY,
+								   "malformed reply from the alikassa gateway: no \"payment_status\" string");
+		return paygw_create_reply_error(prov, resp, 0, message, err);
+	}
+	if (!paygw_reply_field(prov, &jb->root, "id", &out->payment_id, err) ||
+		!paygw_reply_field(prov, &jb->root, "url", &out->pay_url, err) ||
+		!paygw_create_status(prov, alikassa_statuses, &jb->root, "payment_status", out, err))
+		return false;
+	lifetime = paygw_create_text(in, "lifetime");
+	if (lifetime != NULL)
+		out->expires_in_s = strtol(lifetime, NULL, 10);
+	out->response = jb;
+	return true;
+}
+
+static const PaygwCreateSpec alikassa_create = {
+	.options = alikassa_create_options,
+	.steps = 1,
+	.step_names = (const char *const[]) {"create"},
+	.order_max_chars = 128,
+	.check_currency = alikassa_check_currency,
+	.build = alikassa_build_create,
+	.parse = alikassa_parse_create,
+};
+
 const PaygwProvider paygw_alikassa = {
 	.name = "alikassa",
 	.default_base_url = "https://api-merchant.alikassa.com",
@@ -353,4 +519,5 @@ const PaygwProvider paygw_alikassa = {
 	.parse_webhook = alikassa_parse_webhook,
 	.check_webhook_key = alikassa_check_webhook_key,
 	.webhook_key_secret = false,
+	.create = &alikassa_create,
 };

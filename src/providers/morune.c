@@ -244,6 +244,134 @@ morune_parse_webhook(PaygwAccount *account, const PaygwWebhookRequest *req,
 	return true;
 }
 
+/*
+ * Creating: POST /invoice/create, JSON, x-api-key.  currency defaults to
+ * RUB at Morune (sent only when given); expire is in minutes, 300 unless
+ * given.  "The order id has already been taken." is a duplicate.
+ */
+#define MORUNE_DEFAULT_EXPIRE_MIN 300
+
+static const PaygwOption morune_create_options[] = {
+	{"hook_url", PAYGW_OPT_URL, false, 0, 0},
+	{"custom_fields", PAYGW_OPT_JSON_TEXT, false, 0, 500},
+	{"comment", PAYGW_OPT_TEXT, false, 0, 1000},
+	{"fail_url", PAYGW_OPT_URL, false, 0, 0},
+	{"success_url", PAYGW_OPT_URL, false, 0, 0},
+	{"expire", PAYGW_OPT_INT, false, 1, 43200},
+	{"include_service", PAYGW_OPT_TEXT_ARRAY, false, 0, 0},
+	{"exclude_service", PAYGW_OPT_TEXT_ARRAY, false, 0, 0},
+	{NULL}
+};
+
+static bool
+morune_check_currency(PaygwCreateRequest *in, char **iso, PaygwError *err)
+{
+	static const char *const currencies[] = {"RUB", "USD", "EUR", "UAH", NULL};
+	char	   *code;
+
+	if (in->currency == NULL)
+	{
+		*iso = "RUB";
+		return true;
+	}
+	code = pstrdup(in->currency);
+	for (char *p = code; *p; p++)
+		*p = pg_ascii_toupper((unsigned char) *p);
+	for (const char *const *c = currencies; *c; c++)
+		if (strcmp(*c, code) == 0)
+		{
+			in->currency = code;
+			*iso = code;
+			return true;
+		}
+	paygw_set_error(err, PAYGW_ERR_INVALID_PARAMETER, "morune currency must be RUB, USD, EUR or UAH");
+	return false;
+}
+
+static bool
+morune_build_create(PaygwAccount *account, const PaygwCreateRequest *in,
+					PaygwHttpRequest *req, PaygwError *err)
+{
+	StringInfoData body;
+
+	initStringInfo(&body);
+	appendStringInfo(&body, "{\"amount\":%s,\"order_id\":", in->amount);
+	escape_json(&body, in->order_id);
+	if (in->currency != NULL)
+	{
+		appendStringInfoString(&body, ",\"currency\":");
+		escape_json(&body, in->currency);
+	}
+	appendStringInfoString(&body, ",\"shop_id\":");
+	escape_json(&body, account->merchant_id);
+	paygw_create_append_json(&body, in, NULL);
+	appendStringInfoChar(&body, '}');
+
+	req->method = "POST";
+	req->url = psprintf("%s/invoice/create", account->base_url);
+	req->body = body.data;
+	req->body_len = body.len;
+	return paygw_http_add_header(req, "Content-Type", "application/json", false, err) &&
+		paygw_http_add_header(req, "Accept", "application/json", false, err) &&
+		paygw_http_add_header(req, "x-api-key", account->secret, true, err);
+}
+
+static bool
+morune_parse_create(PaygwAccount *account, const PaygwCreateRequest *in,
+					PaygwHttpResponse *resp, PaygwCreateResult *out,
+					PaygwError *err)
+{
+	const PaygwProvider *prov = &paygw_morune;
+	Jsonb	   *jb;
+	JsonbContainer *data;
+	char	   *check;
+	char	   *expire;
+
+	(void) account;
+	jb = paygw_reply_json(prov, resp, err);
+	if (jb == NULL)
+		return false;
+	data = paygw_json_container(paygw_json_get(&jb->root, "data"), true);
+	if (!paygw_reply_field(prov, &jb->root, "status_check", &check, err))
+		return false;
+	if (data == NULL || resp->status >= 300 || (check && strcmp(check, "false") == 0))
+	{
+		char	   *message;
+		char	   *code;
+
+		if (!paygw_reply_field(prov, &jb->root, "error", &message, err) ||
+			!paygw_reply_field(prov, &jb->root, "status", &code, err))
+			return false;
+		if (message != NULL && strstr(message, "order id has already been taken") != NULL)
+		{
+			out->duplicate = true;
+			return true;
+		}
+		return paygw_create_reply_error(prov, resp, code ? strtol(code, NULL, 10) : 0,
+										message, err);
+	}
+	if (!paygw_reply_field(prov, data, "id", &out->payment_id, err) ||
+		!paygw_reply_field(prov, data, "url", &out->pay_url, err))
+		return false;
+	if (out->payment_id != NULL)
+		out->payment_id = morune_canonical_id(PAYGW_LOOKUP_ID, out->payment_id);
+	paygw_create_set_status(morune_statuses, "created", out);
+	expire = paygw_create_text(in, "expire");
+	out->expires_in_s = (expire ? strtol(expire, NULL, 10) : MORUNE_DEFAULT_EXPIRE_MIN) * 60;
+	out->response = jb;
+	return true;
+}
+
+static const PaygwCreateSpec morune_create = {
+	.options = morune_create_options,
+	.steps = 1,
+	.step_names = (const char *const[]) {"create"},
+	.order_max_chars = 255,
+	.check_currency = morune_check_currency,
+	.build = morune_build_create,
+	.parse = morune_parse_create,
+};
+
 const PaygwProvider paygw_morune = {
 	.name = "morune",
 	.default_base_url = "https://api.morune.com",
@@ -261,4 +389,5 @@ const PaygwProvider paygw_morune = {
 	.parse_webhook = morune_parse_webhook,
 	.check_webhook_key = morune_check_webhook_key,
 	.webhook_key_secret = true,
+	.create = &morune_create,
 };

@@ -135,60 +135,86 @@ obmenka_verify(PaygwAccount *account, PaygwHttpResponse *resp, PaygwError *err)
 }
 
 /*
- * Error replies ({"error":{...}} or an HTTP failure) are classified whatever
- * their signature: they cannot produce a status, and with a wrong salt no
- * reply verifies, so "credentials rejected" is the useful answer.  A status
- * reply must verify.
+ * A reply as JSON, its signature checked.  Error replies ({"error":{...}}
+ * or an HTTP failure) are returned whatever their signature, with *code
+ * and *message set (0 and NULL otherwise): they cannot produce a status,
+ * and with a wrong salt no reply verifies, so "credentials rejected" is the
+ * useful answer.  Any other reply must verify.
  */
-static bool
-obmenka_parse_reply(PaygwAccount *account, PaygwLookup lookup, const char *id,
-					PaygwHttpResponse *resp, PaygwStatusResult *result,
-					PaygwError *err)
+static Jsonb *
+obmenka_reply(PaygwAccount *account, PaygwHttpResponse *resp, long *code,
+			  char **message, PaygwError *err)
 {
 	const PaygwProvider *prov = &paygw_obmenka;
 	ReplySignature sig;
 	Jsonb	   *jb;
 	JsonbContainer *error;
-	char	   *method;
-	char	   *accrual;
 
+	*code = 0;
+	*message = NULL;
 	sig = obmenka_verify(account, resp, err);
 	if (sig == SIG_ERROR)
-		return false;
+		return NULL;
 
 	jb = paygw_reply_json(prov, resp, err);
 	if (jb == NULL)
-		return false;
+		return NULL;
 
 	error = paygw_json_container(paygw_json_get(&jb->root, "error"), true);
 	if (error != NULL)
 	{
-		char	   *code;
-		char	   *message;
+		char	   *text;
 
-		if (!paygw_reply_field(prov, error, "code", &code, err) ||
-			!paygw_reply_field(prov, error, "message", &message, err))
-			return false;
-		return paygw_reply_error(prov, resp->status, code ? strtol(code, NULL, 10) : 0,
-								 message, err);
+		if (!paygw_reply_field(prov, error, "code", &text, err) ||
+			!paygw_reply_field(prov, error, "message", message, err))
+			return NULL;
+		*code = text ? strtol(text, NULL, 10) : 0;
+		if (*message == NULL)
+			*message = "";
+		return jb;
 	}
 	if (resp->status >= 300)
-		return paygw_reply_error(prov, resp->status, 0, NULL, err);
+	{
+		*code = resp->status;
+		*message = "";
+		return jb;
+	}
 
 	if (sig == SIG_INVALID)
 	{
 		paygw_set_error(err, PAYGW_ERR_REPLY_SIGNATURE,
 						"reply from the obmenka gateway failed signature verification");
 		paygw_error_detail(err, "Its DPAY_SECURE header does not match the reply body signed with this account's salt.");
-		return false;
+		return NULL;
 	}
 	if (sig == SIG_MISSING)
 	{
 		paygw_set_error(err, PAYGW_ERR_REPLY_SIGNATURE,
 						"reply from the obmenka gateway is not signed");
-		paygw_error_detail(err, "A status reply without a DPAY_SECURE header cannot be trusted.");
-		return false;
+		paygw_error_detail(err, "A reply without a DPAY_SECURE header cannot be trusted.");
+		return NULL;
 	}
+	return jb;
+}
+
+static bool
+obmenka_parse_reply(PaygwAccount *account, PaygwLookup lookup, const char *id,
+					PaygwHttpResponse *resp, PaygwStatusResult *result,
+					PaygwError *err)
+{
+	const PaygwProvider *prov = &paygw_obmenka;
+	Jsonb	   *jb;
+	long		code;
+	char	   *message;
+	char	   *method;
+	char	   *accrual;
+
+	jb = obmenka_reply(account, resp, &code, &message, err);
+	if (jb == NULL)
+		return false;
+	if (message != NULL)
+		return paygw_reply_error(prov, resp->status, code == resp->status ? 0 : code,
+								 message[0] ? message : NULL, err);
 
 	if (!paygw_reply_field(prov, &jb->root, "tracking", &result->payment_id, err) ||
 		!paygw_reply_field(prov, &jb->root, "payment_id", &result->order_id, err) ||
@@ -252,6 +278,157 @@ obmenka_parse_webhook(PaygwAccount *account, const PaygwWebhookRequest *req,
 	return true;
 }
 
+/*
+ * Creating: /api/einvoice/create, then /api/einvoice/process for the pay
+ * link, both signed like the status call and both replies verified.
+ * "currency" is Obmenka's payment-method code (visamaster.uah), passed as
+ * given.  status_url gets payment_id=<the order id> added to its query, so
+ * that the empty GET Obmenka sends there names the invoice (see
+ * obmenka_parse_webhook).  A taken payment_id is a duplicate.
+ */
+static const PaygwOption obmenka_create_options[] = {
+	{"description", PAYGW_OPT_TEXT, false, 0, 1000},
+	{"sender", PAYGW_OPT_TEXT, false, 0, 255},
+	{"account", PAYGW_OPT_TEXT, false, 0, 255},
+	{"success_url", PAYGW_OPT_URL, false, 0, 0},
+	{"fail_url", PAYGW_OPT_URL, false, 0, 0},
+	{"status_url", PAYGW_OPT_URL, false, 0, 0},
+	{"extra_fields", PAYGW_OPT_OBJECT, false, 0, 0},
+	{NULL}
+};
+
+/* a method code: lower-case letters, digits and '_', a dot, the currency */
+static bool
+obmenka_check_currency(PaygwCreateRequest *in, char **iso, PaygwError *err)
+{
+	const char *c = in->currency;
+	const char *dot = c ? strrchr(c, '.') : NULL;
+
+	if (c == NULL || dot == NULL || dot == c ||
+		strspn(c, "abcdefghijklmnopqrstuvwxyz0123456789_.") != strlen(c) ||
+		(*iso = paygw_currency_suffix(c, '.')) == NULL)
+	{
+		paygw_set_error(err, PAYGW_ERR_INVALID_PARAMETER,
+						"obmenka currency must be a payment-method code such as visamaster.uah");
+		paygw_error_detail(err, "Obmenka's \"currency\" names the payment method and its currency.");
+		return false;
+	}
+	return true;
+}
+
+static bool
+obmenka_build_create(PaygwAccount *account, const PaygwCreateRequest *in,
+					 PaygwHttpRequest *req, PaygwError *err)
+{
+	static const char *const skip[] = {"status_url", NULL};
+	StringInfoData body;
+	char	   *signature;
+
+	initStringInfo(&body);
+	appendStringInfoChar(&body, '{');
+	if (in->step == 0)
+	{
+		char	   *status_url = paygw_create_text(in, "status_url");
+
+		appendStringInfoString(&body, "\"payment_id\":");
+		escape_json(&body, in->order_id);
+		appendStringInfoString(&body, ",\"currency\":");
+		escape_json(&body, in->currency);
+		appendStringInfo(&body, ",\"amount\":%s", in->amount);
+		paygw_create_append_json(&body, in, skip);
+		if (status_url != NULL)
+		{
+			StringInfoData url;
+
+			initStringInfo(&url);
+			appendStringInfo(&url, "%s%c", status_url, strchr(status_url, '?') ? '&' : '?');
+			appendStringInfoString(&url, "payment_id=");
+			paygw_append_form_encoded(&url, in->order_id);
+			appendStringInfoString(&body, ",\"status_url\":");
+			escape_json(&body, url.data);
+		}
+	}
+	else
+	{
+		appendStringInfoString(&body, "\"payment_id\":");
+		escape_json(&body, in->order_id);
+		appendStringInfoString(&body, ",\"tracking\":");
+		escape_json(&body, in->payment_id);
+	}
+	appendStringInfoChar(&body, '}');
+	signature = obmenka_sign(account, body.data, body.len, err);
+	if (signature == NULL)
+		return false;
+
+	req->method = "POST";
+	req->url = psprintf("%s/api/einvoice/%s", account->base_url,
+						in->step == 0 ? "create" : "process");
+	req->body = body.data;
+	req->body_len = body.len;
+	req->capture_header = SIGNATURE_HEADER;
+	return paygw_http_add_header(req, "Content-Type", "application/json", false, err) &&
+		paygw_http_add_header(req, "Accept", "application/json", false, err) &&
+		paygw_http_add_header(req, "DPAY_CLIENT", account->merchant_id, false, err) &&
+		paygw_http_add_header(req, SIGNATURE_HEADER, signature, false, err);
+}
+
+static bool
+obmenka_parse_create(PaygwAccount *account, const PaygwCreateRequest *in,
+					 PaygwHttpResponse *resp, PaygwCreateResult *out,
+					 PaygwError *err)
+{
+	const PaygwProvider *prov = &paygw_obmenka;
+	Jsonb	   *jb;
+	long		code;
+	char	   *message;
+	char	   *link;
+
+	jb = obmenka_reply(account, resp, &code, &message, err);
+	if (jb == NULL)
+		return false;
+	if (message != NULL || code != 0)
+	{
+		/* create: the payment_id is taken; process: the invoice is final */
+		if (code == 409 && in->step == 0)
+		{
+			out->duplicate = true;
+			return true;
+		}
+		if (code == 409)
+			return true;
+		return paygw_create_reply_error(prov, resp, code, message, err);
+	}
+	if (in->step == 0)
+	{
+		if (!paygw_reply_field(prov, &jb->root, "tracking", &out->payment_id, err))
+			return false;
+		paygw_create_set_status(obmenka_statuses, "CREATED", out);
+	}
+	else
+	{
+		if (!paygw_reply_field(prov, &jb->root, "pay_form", &out->pay_url, err) ||
+			!paygw_reply_field(prov, &jb->root, "pay_link", &link, err))
+			return false;
+		if (out->pay_url == NULL)
+			out->pay_url = link;
+		if (paygw_json_get(&jb->root, "status") != NULL &&
+			!paygw_create_status(prov, obmenka_statuses, &jb->root, "status", out, err))
+			return false;
+	}
+	out->response = jb;
+	return true;
+}
+
+static const PaygwCreateSpec obmenka_create = {
+	.options = obmenka_create_options,
+	.steps = 2,
+	.step_names = (const char *const[]) {"create", "process"},
+	.order_max_chars = 255,
+	.check_currency = obmenka_check_currency,
+	.build = obmenka_build_create,
+	.parse = obmenka_parse_create,
+};
+
 const PaygwProvider paygw_obmenka = {
 	.name = "obmenka",
 	.default_base_url = "https://acquiring_api.obmenka.ua",
@@ -266,4 +443,5 @@ const PaygwProvider paygw_obmenka = {
 	.parse_reply = obmenka_parse_reply,
 	.webhook_signed = false,
 	.parse_webhook = obmenka_parse_webhook,
+	.create = &obmenka_create,
 };

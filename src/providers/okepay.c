@@ -163,6 +163,8 @@ okepay_parse_reply(PaygwAccount *account, PaygwLookup lookup, const char *id,
 		return false;
 	if (result->payment_id == NULL)
 		result->payment_id = pstrdup(id + strspn(id, "0"));
+	if (!paygw_reply_field(prov, gw, "link", &result->pay_url, err))
+		return false;
 	result->response = jb;
 	return true;
 }
@@ -270,6 +272,140 @@ okepay_parse_webhook(PaygwAccount *account, const PaygwWebhookRequest *req,
 	return true;
 }
 
+/*
+ * Creating: POST /v1.0/Gateway/?instance=NAME with a form body.  The
+ * ApiSignature is computed over the http_build_query() of every body
+ * parameter, nested ones included, exactly as sent, and appended to the
+ * body.  amount is in cents; referenceId (the order id) is not unique at
+ * Payrexx and cannot be looked up, so a create is never resolved as a
+ * duplicate here (see the docs for what that means after a timeout).
+ */
+static const PaygwOption okepay_create_options[] = {
+	{"purpose", PAYGW_OPT_TEXT, false, 0, 1000},
+	{"successRedirectUrl", PAYGW_OPT_URL, false, 0, 0},
+	{"failedRedirectUrl", PAYGW_OPT_URL, false, 0, 0},
+	{"cancelRedirectUrl", PAYGW_OPT_URL, false, 0, 0},
+	{"validity", PAYGW_OPT_INT, false, 1, 525600},
+	{"skipResultPage", PAYGW_OPT_BOOL, false, 0, 0},
+	{"preAuthorization", PAYGW_OPT_BOOL, false, 0, 0},
+	{"reservation", PAYGW_OPT_BOOL, false, 0, 0},
+	{"psp", PAYGW_OPT_INT_ARRAY, false, 0, 0},
+	{"pm", PAYGW_OPT_TEXT_ARRAY, false, 0, 0},
+	{"vatRate", PAYGW_OPT_DECIMAL, false, 0, 100},
+	{"sku", PAYGW_OPT_TEXT, false, 0, 255},
+	{"fields", PAYGW_OPT_OBJECT, false, 0, 0},
+	{"basket", PAYGW_OPT_ARRAY, false, 0, 0},
+	{"language", PAYGW_OPT_TEXT, false, 0, 8},
+	{"buttonText", PAYGW_OPT_TEXT, false, 0, 255},
+	{"lookAndFeelProfile", PAYGW_OPT_TEXT, false, 0, 255},
+	{NULL}
+};
+
+/* an ISO code, upper-cased; Payrexx lists no fixed set */
+static bool
+okepay_check_currency(PaygwCreateRequest *in, char **iso, PaygwError *err)
+{
+	char	   *code;
+
+	if (in->currency == NULL || strlen(in->currency) != 3 ||
+		strspn(in->currency, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") != 3)
+		return paygw_set_error(err, PAYGW_ERR_INVALID_PARAMETER,
+							   "okepay currency must be a three-letter ISO code");
+	code = pstrdup(in->currency);
+	for (char *p = code; *p; p++)
+		*p = pg_ascii_toupper((unsigned char) *p);
+	in->currency = code;
+	*iso = code;
+	return true;
+}
+
+static bool
+okepay_build_create(PaygwAccount *account, const PaygwCreateRequest *in,
+					PaygwHttpRequest *req, PaygwError *err)
+{
+	StringInfoData body;
+	char	   *signature;
+
+	initStringInfo(&body);
+	appendStringInfo(&body, "amount=%s&currency=", in->amount_minor);
+	paygw_append_form_encoded(&body, in->currency);
+	appendStringInfoString(&body, "&referenceId=");
+	paygw_append_form_encoded(&body, in->order_id);
+	paygw_create_append_form(&body, in);
+	signature = okepay_sign(account, body.data, body.len, err);
+	if (signature == NULL)
+		return false;
+	appendStringInfoString(&body, "&ApiSignature=");
+	paygw_append_form_encoded(&body, signature);
+	paygw_wipe_string(signature);
+
+	req->method = "POST";
+	req->url = psprintf("%s/v1.0/Gateway/?instance=", account->base_url);
+	{
+		StringInfoData url;
+
+		initStringInfo(&url);
+		appendStringInfoString(&url, req->url);
+		paygw_append_form_encoded(&url, account->merchant_id);
+		req->url = url.data;
+	}
+	req->body = body.data;
+	req->body_len = body.len;
+	return paygw_http_add_header(req, "Content-Type", "application/x-www-form-urlencoded", false, err) &&
+		paygw_http_add_header(req, "Accept", "application/json", false, err);
+}
+
+static bool
+okepay_parse_create(PaygwAccount *account, const PaygwCreateRequest *in,
+					PaygwHttpResponse *resp, PaygwCreateResult *out,
+					PaygwError *err)
+{
+	const PaygwProvider *prov = &paygw_okepay;
+	Jsonb	   *jb;
+	char	   *status;
+	char	   *message;
+	JsonbContainer *data;
+	JsonbValue *first;
+	JsonbContainer *gw;
+	JsonbValue *validity;
+
+	(void) account;
+	jb = paygw_reply_json(prov, resp, err);
+	if (jb == NULL)
+		return false;
+	if (!paygw_reply_field(prov, &jb->root, "status", &status, err) ||
+		!paygw_reply_field(prov, &jb->root, "message", &message, err))
+		return false;
+	if (status == NULL || strcmp(status, "success") != 0 || resp->status >= 300)
+		return paygw_create_reply_error(prov, resp, 0, message, err);
+
+	data = paygw_json_container(paygw_json_get(&jb->root, "data"), false);
+	first = data ? getIthJsonbValueFromContainer(data, 0) : NULL;
+	gw = first ? paygw_json_container(first, true) : NULL;
+	if (gw == NULL)
+		return paygw_set_error(err, PAYGW_ERR_MALFORMED_REPLY,
+							   "malformed reply from the okepay gateway: no gateway object in \"data\"");
+	if (!paygw_reply_field(prov, gw, "id", &out->payment_id, err) ||
+		!paygw_reply_field(prov, gw, "link", &out->pay_url, err) ||
+		!paygw_create_status(prov, okepay_statuses, gw, "status", out, err))
+		return false;
+	validity = paygw_create_value(in, "validity");
+	if (validity != NULL)
+		out->expires_in_s = strtol(paygw_create_text(in, "validity"), NULL, 10) * 60;
+	out->response = jb;
+	return true;
+}
+
+static const PaygwCreateSpec okepay_create = {
+	.options = okepay_create_options,
+	.steps = 1,
+	.step_names = (const char *const[]) {"create"},
+	.order_max_chars = 255,
+	.check_currency = okepay_check_currency,
+	.build = okepay_build_create,
+	.parse = okepay_parse_create,
+};
+
 const PaygwProvider paygw_okepay = {
 	.name = "okepay",
 	.default_base_url = "https://api.okepay.info",
@@ -285,4 +421,5 @@ const PaygwProvider paygw_okepay = {
 	.parse_reply = okepay_parse_reply,
 	.webhook_signed = false,
 	.parse_webhook = okepay_parse_webhook,
+	.create = &okepay_create,
 };

@@ -17,6 +17,7 @@
 #define PAYGW_PROVIDER_H
 
 #include "lib/stringinfo.h"
+#include "utils/json.h"
 
 #include "http/http.h"
 #include "json.h"
@@ -43,6 +44,87 @@ typedef struct PaygwWebhookInfo
 	char	   *order_id;		/* the merchant's order id, NULL if not named */
 	char	   *event;			/* the gateway's status or event text, NULL if none */
 } PaygwWebhookInfo;
+
+/*
+ * Creating invoices.  A provider describes the options its create call takes
+ * as data (PaygwOption); the SQL layer checks a call's options against that
+ * table before any request is made, and hands the provider the checked
+ * values in table order.  The provider then builds and signs one request per
+ * step (Obmenka needs two: create, then process for the pay link) and reads
+ * each reply.
+ */
+typedef enum PaygwOptionKind
+{
+	PAYGW_OPT_TEXT,				/* a string of at most max characters */
+	PAYGW_OPT_URL,				/* an http:// or https:// URL */
+	PAYGW_OPT_INT,				/* an integer in [min, max] (digits in a string too) */
+	PAYGW_OPT_BOOL,				/* true or false */
+	PAYGW_OPT_DECIMAL,			/* a number >= 0 with at most 2 decimals, below max */
+	PAYGW_OPT_IP,				/* an IPv4 or IPv6 address */
+	PAYGW_OPT_TEXT_ARRAY,		/* an array of strings */
+	PAYGW_OPT_INT_ARRAY,		/* an array of non-negative integers */
+	PAYGW_OPT_OBJECT,			/* a JSON object, passed on as given */
+	PAYGW_OPT_ARRAY,			/* a JSON array, passed on as given */
+	PAYGW_OPT_JSON_TEXT			/* an object (or a string holding JSON): sent as a
+								 * JSON text of at most max characters */
+} PaygwOptionKind;
+
+typedef struct PaygwOption
+{
+	const char *name;			/* the key in options, and the gateway's field */
+	PaygwOptionKind kind;
+	bool		required;
+	int64		min;			/* PAYGW_OPT_INT: the range */
+	int64		max;			/* ... TEXT, JSON_TEXT: the longest; DECIMAL: the bound */
+} PaygwOption;
+
+/* One create call as the provider sees it; strings UTF-8, palloc'd. */
+typedef struct PaygwCreateRequest
+{
+	const char *order_id;
+	const char *amount;			/* major units, exactly 2 decimals: "10.50" */
+	const char *amount_minor;	/* minor units: "1050" */
+	const char *currency;		/* as given, or NULL */
+	const PaygwOption *options; /* the provider's table */
+	JsonbValue **values;		/* checked values, by table index; NULL: not given */
+	int			step;			/* 0: the create call; 1..: follow-ups */
+	const char *payment_id;		/* the gateway's id, known after step 0 */
+} PaygwCreateRequest;
+
+/* What a create step's reply said; strings palloc'd. */
+typedef struct PaygwCreateResult
+{
+	bool		duplicate;		/* the gateway already has this order id */
+	char	   *payment_id;
+	char	   *provider_status;
+	PaygwStatus status;
+	bool		status_known;
+	char	   *pay_url;
+	int64		expires_in_s;	/* from now; < 0 when unknown */
+	Jsonb	   *response;
+} PaygwCreateResult;
+
+typedef struct PaygwCreateSpec
+{
+	const PaygwOption *options; /* terminated by a NULL name */
+	int			steps;			/* requests per create (1 or 2) */
+	const char *const *step_names;	/* for the combined response */
+	int			order_max_chars;
+
+	/*
+	 * Check the currency (NULL when not given) against what the gateway
+	 * takes and the options, and spell it as the gateway does; *iso: the ISO code status calls will report
+	 * (for comparing a duplicate), NULL when unknown.
+	 */
+	bool		(*check_currency) (PaygwCreateRequest *in, char **iso,
+								   PaygwError *err);
+	bool		(*build) (PaygwAccount *account, const PaygwCreateRequest *in,
+						  PaygwHttpRequest *req, PaygwError *err);
+	/* read a step's reply into out (fields it does not know left as they are) */
+	bool		(*parse) (PaygwAccount *account, const PaygwCreateRequest *in,
+						  PaygwHttpResponse *resp, PaygwCreateResult *out,
+						  PaygwError *err);
+} PaygwCreateSpec;
 
 typedef struct PaygwProvider
 {
@@ -97,6 +179,9 @@ typedef struct PaygwProvider
 	 */
 	bool		(*check_webhook_key) (PaygwAccount *account, PaygwError *err);
 	bool		webhook_key_secret;
+
+	/* creating invoices: NULL when paygw cannot create them here */
+	const PaygwCreateSpec *create;
 } PaygwProvider;
 
 extern const PaygwProvider paygw_okepay;
@@ -136,6 +221,34 @@ extern bool paygw_reply_matches(const PaygwProvider *prov, const char *field,
 								const char *got, const char *wanted,
 								bool case_insensitive, PaygwError *err);
 extern char *paygw_currency_suffix(const char *code, char separator);
+
+/* create_body.c: options, and helpers for building create requests */
+extern int	paygw_option_index(const PaygwOption *options, const char *name);
+extern JsonbValue *paygw_create_value(const PaygwCreateRequest *in,
+									  const char *name);
+extern char *paygw_create_text(const PaygwCreateRequest *in, const char *name);
+extern void paygw_json_append_value(StringInfo buf, JsonbValue *v);
+extern void paygw_create_append_json(StringInfo buf, const PaygwCreateRequest *in,
+									 const char *const *skip);
+extern void paygw_create_append_form(StringInfo buf, const PaygwCreateRequest *in);
+extern bool paygw_create_check_option(const PaygwProvider *prov,
+									  const PaygwOption *opt, JsonbValue *v,
+									  JsonbValue **out, PaygwError *err);
+extern bool paygw_create_collect(const PaygwProvider *prov,
+								 JsonbContainer *obj, JsonbValue **values,
+								 PaygwError *err);
+extern bool paygw_create_check_defaults(const PaygwProvider *prov,
+										JsonbValue *v, PaygwError *err);
+extern bool paygw_create_status(const PaygwProvider *prov,
+								const PaygwStatusMap *map, JsonbContainer *obj,
+								const char *key, PaygwCreateResult *out,
+								PaygwError *err);
+extern void paygw_create_set_status(const PaygwStatusMap *map,
+									const char *provider_status,
+									PaygwCreateResult *out);
+extern bool paygw_create_reply_error(const PaygwProvider *prov,
+									 PaygwHttpResponse *resp, long body_code,
+									 const char *message, PaygwError *err);
 
 /* webhook_json.c: reading webhooks, and the canonical texts gateways sign */
 extern bool paygw_json_append_string(StringInfo buf, const char *s, size_t len,
