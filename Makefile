@@ -16,7 +16,10 @@ OBJS = \
 	src/credentials.o \
 	src/accountcache.o \
 	src/call.o \
-	src/sqlfuncs.o \
+	src/sqlutil.o \
+	src/sql_status.o \
+	src/sql_credentials.o \
+	src/sql_tracking.o \
 	src/create.o \
 	src/reconcile.o \
 	src/webhooks.o \

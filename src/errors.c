@@ -6,8 +6,9 @@
  *
  * All SQLSTATEs live in class "PW" (an implementation-defined class), one per
  * error class, so application code can tell "payment not found" from "the
- * gateway timed out" without parsing messages.  The README's error table is
- * generated from the same list by hand: keep them in step.
+ * gateway timed out" without parsing messages; bad arguments get PostgreSQL's
+ * own 22023.  The error table in docs/reference.md follows this list, and
+ * test/checks/05-docs.sh fails when they differ.
  *
  *-------------------------------------------------------------------------
  */

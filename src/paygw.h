@@ -6,7 +6,8 @@
  *
  * Lower layers (http/, crypto/, providers/) never ereport for an expected
  * failure: they fill a PaygwError and return false.  Only the SQL layer
- * (sqlfuncs.c) and, later, the worker decide what becomes an ereport.
+ * (sql_*.c, create.c, webhooks.c) and the worker decide what becomes an
+ * ereport.
  *
  *-------------------------------------------------------------------------
  */
@@ -24,8 +25,8 @@
 #define PAYGW_SQL_VERSION "0.4"
 
 /*
- * Error classes.  Each has its own SQLSTATE in class "PW" (see errors.c and
- * the README's error table); keep the three in step.
+ * Error classes.  Each has its own SQLSTATE (see errors.c and the error
+ * table in docs/reference.md, which test/checks/05-docs.sh compares).
  */
 typedef enum PaygwErrorCode
 {

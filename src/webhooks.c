@@ -25,6 +25,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -33,6 +34,7 @@
 #include "crypto/crypto.h"
 #include "providers/provider.h"
 #include "reconcile.h"
+#include "sqlutil.h"
 
 PG_FUNCTION_INFO_V1(paygw_webhook);
 
@@ -215,4 +217,70 @@ paygw_webhook(PG_FUNCTION_ARGS)
 	values[2] = CStringGetTextDatum(action);
 	MemoryContextDelete(callcxt);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(paygw_webhook_parse);
+
+/* s (UTF-8, from a provider) as server-encoded text, or NULL */
+static Datum
+utf8_text_or_null(const char *s, bool *isnull)
+{
+	*isnull = (s == NULL);
+	return s ? CStringGetTextDatum(pg_any_to_server(s, strlen(s), PG_UTF8)) : (Datum) 0;
+}
+
+/*
+ * paygw.webhook_parse(account, body, headers, query) -> (verified,
+ * payment_id, order_id, event): what the account's provider reads from a
+ * webhook request, signature checked where the gateway signs, raising
+ * PW040 (signature) or PW041 (not a webhook of that gateway) otherwise.  For
+ * tests and for operators checking an HTTP handler.  A NULL body is an
+ * empty one; NULL headers are none.
+ */
+Datum
+paygw_webhook_parse(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc = paygw_result_tupdesc(fcinfo);
+	MemoryContext callcxt = paygw_call_context();
+	MemoryContext oldcxt = MemoryContextSwitchTo(callcxt);
+	char	   *name = paygw_arg_text(fcinfo, 0);
+	char	   *body = paygw_arg_text(fcinfo, 1);
+	char	   *query = paygw_arg_text(fcinfo, 3);
+	PaygwAccount *account;
+	PaygwWebhookRequest req;
+	PaygwWebhookInfo info;
+	PaygwError	err;
+	Datum		values[4];
+	bool		nulls[4];
+	HeapTuple	tuple;
+
+	if (name == NULL)
+	{
+		paygw_set_error(&err, PAYGW_ERR_UNKNOWN_ACCOUNT, "account must not be null");
+		paygw_raise(&err);
+	}
+	account = paygw_account_fetch(NULL, name, &err);
+	if (account == NULL)
+		paygw_raise(&err);
+
+	/* the gateway signed the bytes it sent: UTF-8 */
+	body = body ? pg_server_to_any(body, strlen(body), PG_UTF8) : "";
+	req.body = body;
+	req.body_len = strlen(body);
+	req.headers = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+	req.query = query ? pg_server_to_any(query, strlen(query), PG_UTF8) : NULL;
+
+	if (!account->provider->parse_webhook(account, &req, &info, &err))
+		paygw_raise(&err);
+
+	values[0] = BoolGetDatum(info.verified);
+	nulls[0] = false;
+	values[1] = utf8_text_or_null(info.payment_id, &nulls[1]);
+	values[2] = utf8_text_or_null(info.order_id, &nulls[2]);
+	values[3] = utf8_text_or_null(info.event, &nulls[3]);
+
+	MemoryContextSwitchTo(oldcxt);
+	tuple = heap_form_tuple(tupdesc, values, nulls);
+	MemoryContextDelete(callcxt);
+	return HeapTupleGetDatum(tuple);
 }
