@@ -33,7 +33,13 @@ if ! paygw_build_install >"$build_log" 2>&1; then
     paygw_die "build/install failed (log kept: $build_log)"
 fi
 rm -f "$build_log"
-paygw_start_cluster
+# the worker runs in "postgres", where the demo creates the extension; every
+# other setting at its default
+demo_conf=$(mktemp /tmp/paygw-demo-conf.XXXXXX) || paygw_die "mktemp failed"
+printf "shared_preload_libraries = 'paygw'\npaygw.database = 'postgres'\n" >"$demo_conf"
+chmod 644 "$demo_conf"
+PAYGW_TEST_CONF=$demo_conf paygw_start_cluster
+rm -f "$demo_conf"
 paygw_start_emulator
 
 pem_file=$PAYGW_TEST_DIR/keys/alikassa-test.pem
@@ -52,6 +58,8 @@ psql -X -v ON_ERROR_STOP=1 \
     -v pem_file="$pem_file" \
     -v alikassa_pass=test-alikassa-pass \
     -v morune_key=morune-test-key-d6be9962 \
+    -v morune_additional_key=morune-test-addkey-5e1f0c27 \
+    -v notify_pem_file="$PAYGW_TEST_DIR/keys/alikassa-notify.pub.pem" \
     -f "$PAYGW_TEST_DIR/demo.sql" </dev/null || rc=$?
 
 if (( rc != 0 )); then
@@ -69,5 +77,10 @@ alikassa, morune on 127.0.0.1:$PAYGW_EMU_PORT), signed with the credential
 stored in paygw.credentials (alikassa: RSA signature with the encrypted PEM
 key), and the gateway's answer mapped to a common status.  The last call
 shows how a gateway's "not found" reaches SQL: an error with SQLSTATE PW010.
+Then each gateway went through a whole payment: paygw_create_invoice made the
+signed create call and tracked the invoice, the emulator took the payment and
+produced the gateway's webhook, paygw_webhook checked it (Morune's HMAC,
+AliKassa's RSA signature) and made the invoice due, and the worker confirmed
+each payment with a signed status call: one event and one NOTIFY per change.
 Everything is stopped and removed now (use --keep to keep logs and data).
 EOF
