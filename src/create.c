@@ -292,10 +292,11 @@ create_at_gateway(const PaygwProvider *prov, PaygwAccount *account,
 			*resolved = true;
 		}
 		responses[step] = out->response;
-		if (out->payment_id == NULL)
+		if (out->payment_id == NULL ||
+			!prov->check_id(PAYGW_LOOKUP_ID, out->payment_id, &err))
 		{
 			paygw_set_error(&err, PAYGW_ERR_MALFORMED_REPLY,
-							"malformed reply from the %s gateway: the created invoice has no id", prov->name);
+							"malformed reply from the %s gateway: the created invoice has no valid id", prov->name);
 			paygw_raise(&err);
 		}
 	}

@@ -483,6 +483,7 @@ alikassa_parse_create(PaygwAccount *account, const PaygwCreateRequest *in,
 		return paygw_create_reply_error(prov, resp, 0, message, err);
 	}
 	if (!paygw_reply_field(prov, &jb->root, "id", &out->payment_id, err) ||
+		!paygw_create_require_id(prov, out, "id", err) ||
 		!paygw_reply_field(prov, &jb->root, "url", &out->pay_url, err) ||
 		!paygw_create_status(prov, alikassa_statuses, &jb->root, "payment_status", out, err))
 		return false;

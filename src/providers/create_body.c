@@ -547,3 +547,15 @@ paygw_create_set_status(const PaygwStatusMap *map, const char *provider_status,
 	out->provider_status = pstrdup(provider_status);
 	out->status_known = paygw_status_lookup(map, provider_status, &out->status);
 }
+
+/* A created invoice must be named by the reply: field holds its id. */
+bool
+paygw_create_require_id(const PaygwProvider *prov, const PaygwCreateResult *out,
+						const char *field, PaygwError *err)
+{
+	if (out->payment_id != NULL && out->payment_id[0] != '\0')
+		return true;
+	return paygw_set_error(err, PAYGW_ERR_MALFORMED_REPLY,
+						   "malformed reply from the %s gateway: the created invoice has no \"%s\"",
+						   prov->name, field);
+}

@@ -351,10 +351,10 @@ morune_parse_create(PaygwAccount *account, const PaygwCreateRequest *in,
 										message, err);
 	}
 	if (!paygw_reply_field(prov, data, "id", &out->payment_id, err) ||
+		!paygw_create_require_id(prov, out, "id", err) ||
 		!paygw_reply_field(prov, data, "url", &out->pay_url, err))
 		return false;
-	if (out->payment_id != NULL)
-		out->payment_id = morune_canonical_id(PAYGW_LOOKUP_ID, out->payment_id);
+	out->payment_id = morune_canonical_id(PAYGW_LOOKUP_ID, out->payment_id);
 	paygw_create_set_status(morune_statuses, "created", out);
 	expire = paygw_create_text(in, "expire");
 	out->expires_in_s = (expire ? strtol(expire, NULL, 10) : MORUNE_DEFAULT_EXPIRE_MIN) * 60;

@@ -400,7 +400,8 @@ obmenka_parse_create(PaygwAccount *account, const PaygwCreateRequest *in,
 	}
 	if (in->step == 0)
 	{
-		if (!paygw_reply_field(prov, &jb->root, "tracking", &out->payment_id, err))
+		if (!paygw_reply_field(prov, &jb->root, "tracking", &out->payment_id, err) ||
+			!paygw_create_require_id(prov, out, "tracking", err))
 			return false;
 		paygw_create_set_status(obmenka_statuses, "CREATED", out);
 	}

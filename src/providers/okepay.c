@@ -386,6 +386,7 @@ okepay_parse_create(PaygwAccount *account, const PaygwCreateRequest *in,
 		return paygw_set_error(err, PAYGW_ERR_MALFORMED_REPLY,
 							   "malformed reply from the okepay gateway: no gateway object in \"data\"");
 	if (!paygw_reply_field(prov, gw, "id", &out->payment_id, err) ||
+		!paygw_create_require_id(prov, out, "id", err) ||
 		!paygw_reply_field(prov, gw, "link", &out->pay_url, err) ||
 		!paygw_create_status(prov, okepay_statuses, gw, "status", out, err))
 		return false;

@@ -246,6 +246,9 @@ extern bool paygw_create_status(const PaygwProvider *prov,
 extern void paygw_create_set_status(const PaygwStatusMap *map,
 									const char *provider_status,
 									PaygwCreateResult *out);
+extern bool paygw_create_require_id(const PaygwProvider *prov,
+									const PaygwCreateResult *out,
+									const char *field, PaygwError *err);
 extern bool paygw_create_reply_error(const PaygwProvider *prov,
 									 PaygwHttpResponse *resp, long body_code,
 									 const char *message, PaygwError *err);

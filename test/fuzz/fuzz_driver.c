@@ -797,6 +797,81 @@ target_morune(const uint8_t *data, size_t size)
 }
 
 /*
+ * create: a provider's create-reply parser (PaygwCreateSpec.parse).  Byte 0:
+ * bits 0-3 the HTTP status, bits 4-5 the provider (okepay, obmenka,
+ * alikassa, morune), bit 6 the step (Obmenka's process call; others step
+ * 0), bit 7 for Obmenka: no DPAY_SECURE header (else a correct one).  The
+ * rest is the body.  Oracles: a success names the created invoice (unless
+ * it says duplicate, or Obmenka's process found the invoice final), every
+ * text is valid, and a failure has an error class.
+ */
+static int
+target_create(const uint8_t *data, size_t size)
+{
+	static const PaygwProvider *const provs[] = {&paygw_okepay, &paygw_obmenka,
+	&paygw_alikassa, &paygw_morune};
+	Reader		r = {data, size};
+	Case		c;
+	uint8_t		b;
+	PaygwCreateRequest in;
+	PaygwCreateResult out;
+	PaygwError	err;
+	JsonbValue *values[32] = {0};
+	bool		ok;
+
+	if (!take_byte(&r, &b))
+		return -1;
+	memset(&c, 0, sizeof(c));
+	c.prov = provs[(b >> 4) & 0x03];
+	if (c.prov->create == NULL)
+		return -1;
+	fill_account(&c, c.prov);
+	c.resp.ok = true;
+	c.resp.status = status_codes[b & 0x0f];
+	take_body(&r, &c.resp);
+	if (c.prov == &paygw_obmenka && !(b & 0x80))
+		c.resp.captured_header = reference_obmenka_signature(c.account.secret, c.resp.body,
+															 c.resp.body_len);
+	memset(&in, 0, sizeof(in));
+	in.order_id = "fuzz-order-1";
+	in.amount = "10.50";
+	in.amount_minor = "1050";
+	in.options = c.prov->create->options;
+	in.values = values;
+	in.step = (b & 0x40) && c.prov->create->steps > 1 ? 1 : 0;
+	in.payment_id = in.step ? "E000-0000-0001" : NULL;
+	memset(&out, 0, sizeof(out));
+	out.expires_in_s = -1;
+	memset(&err, 0, sizeof(err));
+	ok = c.prov->create->parse(&c.account, &in, &c.resp, &out, &err);
+	if (!ok)
+	{
+		if (err.code == PAYGW_OK)
+			fuzz_fail("create parse failed without an error class");
+		check_text("message", err.message, sizeof(err.message));
+		check_text("detail", err.detail, sizeof(err.detail));
+		return 0;
+	}
+	if (out.duplicate)
+		return 0;
+	if (in.step == 0 && out.payment_id == NULL)
+		fuzz_fail("create succeeded without the invoice's id");
+	if (out.payment_id)
+		check_text("payment_id", out.payment_id, 0);
+	if (out.pay_url)
+		check_text("pay_url", out.pay_url, 0);
+	if (out.provider_status)
+		check_text("provider_status", out.provider_status, 0);
+	if ((int) out.status < PAYGW_STATUS_PENDING || (int) out.status > PAYGW_STATUS_EXPIRED)
+		fuzz_fail("status %d out of range", (int) out.status);
+	if (out.response != NULL)
+		(void) JsonbToCString(NULL, &out.response->root, VARSIZE(out.response));
+	else if (in.step == 0)
+		fuzz_fail("create succeeded without the reply document");
+	return 0;
+}
+
+/*
  * selftest: planted bugs, one per first byte, so that the checks can prove
  * the harness still sees each kind (test/checks/60-fuzz-smoke.sh).  Never
  * fuzzed.  O: read one byte past a palloc'd chunk; U: read a pfree'd chunk;
@@ -854,6 +929,7 @@ static const FuzzTarget targets[] = {
 	{"alikassa", target_alikassa},
 	{"morune", target_morune},
 	{"sigverify", target_sigverify},
+	{"create", target_create},
 	{"selftest", target_selftest},
 };
 

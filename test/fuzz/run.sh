@@ -6,7 +6,7 @@
 #   bash test/fuzz/run.sh [options] [SECONDS_PER_TARGET]      (default 600)
 #
 #   --targets "T ..."   targets to run (default: okepay obmenka alikassa morune
-#                       sigverify)
+#                       sigverify create)
 #   --encoding ENC      database encoding (default UTF8; e.g. LATIN1, SQL_ASCII)
 #   --out DIR           logs, findings (artifacts/) and the grown corpus
 #                       (default test/fuzz/out; kept between runs)
@@ -33,7 +33,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
 
 seconds=600
-targets=(okepay obmenka alikassa morune sigverify)
+targets=(okepay obmenka alikassa morune sigverify create)
 encoding=UTF8
 out=$here/out
 build=$here/build
