@@ -52,6 +52,17 @@
 #endif
 
 /*
+ * A WaitEventSet that lives as long as the process and belongs to no
+ * resource owner (PostgreSQL 17 takes a resource owner instead of a memory
+ * context).
+ */
+#if PG_VERSION_NUM >= 170000
+#define paygw_create_wait_event_set(nevents) CreateWaitEventSet(NULL, (nevents))
+#else
+#define paygw_create_wait_event_set(nevents) CreateWaitEventSet(TopMemoryContext, (nevents))
+#endif
+
+/*
  * Validate a JSON document without building anything.  Returns the parser's
  * error code; never throws for malformed input.  (PostgreSQL 17 changed the
  * lexer constructor to fill a caller-supplied struct.)

@@ -18,6 +18,16 @@
  * libcurl callbacks never palloc, ereport or check interrupts: they only
  * copy bytes into malloc'd buffers and return an abort code on overflow.
  *
+ * Transfers are driven through libcurl's socket interface: libcurl says
+ * which sockets it wants watched (CURLMOPT_SOCKETFUNCTION) and when it
+ * next needs a call for its timeouts (CURLMOPT_TIMERFUNCTION); the sockets
+ * are waited on in a WaitEventSet together with the process latch and
+ * postmaster death, and curl_multi_socket_action() is told which socket is
+ * ready, so a wake-up costs work for that socket's transfer only, not for
+ * every transfer in flight (curl_multi_perform() walks them all, and polls
+ * each one's socket).  The callbacks only record what libcurl asked for;
+ * the set is brought up to date outside them (see "Waiting" below).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -34,9 +44,12 @@
 #include "postmaster/interrupt.h"
 #include "postmaster/postmaster.h"
 #include "storage/fd.h"
+#include "storage/latch.h"
 #include "storage/pmsignal.h"
 #include "utils/memutils.h"
+#include "utils/wait_event.h"
 
+#include "compat.h"
 #include "crypto/crypto.h"
 #include "http/http.h"
 
@@ -44,8 +57,11 @@
 #error "paygw requires libcurl 7.85 or later"
 #endif
 
-/* how long one wait for socket activity may last before interrupts are checked */
-#define POLL_INTERVAL_MS 20
+/*
+ * Longest single wait for socket activity.  Interrupts set the latch, which
+ * ends a wait at once; this only bounds how long a missed wake-up could last.
+ */
+#define POLL_INTERVAL_MS 1000
 
 /* largest reply header value we keep */
 #define MAX_CAPTURED_HEADER 512
@@ -116,7 +132,44 @@ struct PaygwHttpPool
 	MemoryContextCallback cleanup;
 };
 
+/*
+ * A socket libcurl asked us to watch, and where it sits in the wait set.
+ * want is what libcurl wants now (CURL_POLL_IN/OUT/INOUT, or 0 once it
+ * said CURL_POLL_REMOVE).  A socket libcurl stops watching -- a connection
+ * kept alive for the next request -- stays in the set (a WaitEventSet has no
+ * way to take one out), registered for readability only; if it does become
+ * readable while nobody wants it (the server closed it), the set is rebuilt
+ * without it.  libcurl may close a socket once it stopped watching it, and
+ * the descriptor may be reused: dev/ino tell whether the descriptor still
+ * holds the socket that was registered (closing a socket drops it from the
+ * kernel's wait set by itself).
+ */
+typedef struct SockWatch
+{
+	curl_socket_t fd;
+	int			want;			/* CURL_POLL_* bits; 0: not wanted */
+	bool		changed;		/* want changed since the set was updated */
+	int			pos;			/* position in the wait set, or -1 */
+	uint32		registered;		/* WL_SOCKET_* events registered at pos */
+	dev_t		dev;			/* identity of the registered socket */
+	ino_t		ino;
+} SockWatch;
+
 static CURLM *multi = NULL;
+/* the sockets libcurl asked about (malloc'd; the callback may grow it) */
+static SockWatch *watches = NULL;
+static int	nwatches = 0;
+static int	watches_size = 0;
+static bool watches_changed = false;
+/* the wait set: latch, postmaster death, then sockets; process lifetime */
+static WaitEventSet *wait_set = NULL;
+static int	wait_set_size = 0;	/* positions it has room for */
+static int	wait_set_used = 0;	/* positions used, dead ones included */
+static int	wait_set_fixed = 0;	/* of which the latch and postmaster death */
+static bool wait_set_rebuild = false;
+/* libcurl's timer: call curl_multi_socket_action(CURL_SOCKET_TIMEOUT) then */
+static bool timer_armed = false;
+static uint64 timer_due_us;
 static CURL **easy_pool = NULL;
 static int	easy_pool_free = 0;
 static int	easy_pool_size = 0;
@@ -203,15 +256,89 @@ paygw_http_add_header(PaygwHttpRequest *req, const char *name,
 	return true;
 }
 
+/*
+ * libcurl socket callback: remember what libcurl wants for socket s.  Only
+ * records it (the wait set is updated outside libcurl); returns -1, which
+ * makes the libcurl call fail, when out of memory.
+ */
+static int
+socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	SockWatch  *w = NULL;
+
+	(void) easy;
+	(void) userp;
+	(void) socketp;
+	for (int i = 0; i < nwatches; i++)
+		if (watches[i].fd == s)
+		{
+			w = &watches[i];
+			break;
+		}
+	if (w == NULL)
+	{
+		if (what == CURL_POLL_REMOVE)
+			return 0;
+		if (nwatches >= watches_size)
+		{
+			int			newsize = Max(16, watches_size * 2);
+			SockWatch  *grown = realloc(watches, sizeof(SockWatch) * newsize);
+
+			if (grown == NULL)
+				return -1;
+			watches = grown;
+			watches_size = newsize;
+		}
+		w = &watches[nwatches++];
+		memset(w, 0, sizeof(SockWatch));
+		w->fd = s;
+		w->pos = -1;
+	}
+	w->want = what == CURL_POLL_REMOVE ? 0 : what;
+	w->changed = true;
+	watches_changed = true;
+	return 0;
+}
+
+/* Microseconds on a monotonic clock. */
+static uint64
+now_us(void)
+{
+	instr_time	t;
+
+	INSTR_TIME_SET_CURRENT(t);
+	return (uint64) INSTR_TIME_GET_MICROSEC(t);
+}
+
+/* libcurl timer callback: when to call it for its timeouts (-1: never). */
+static int
+timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+	(void) m;
+	(void) userp;
+	timer_armed = timeout_ms >= 0;
+	if (timer_armed)
+		timer_due_us = now_us() + (uint64) timeout_ms * 1000;
+	return 0;
+}
+
 static CURLM *
 get_multi(void)
 {
 	if (multi == NULL)
 	{
-		multi = curl_multi_init();
-		if (multi == NULL)
+		CURLM	   *m = curl_multi_init();
+
+		if (m == NULL)
 			ereport(ERROR, errcode(ERRCODE_OUT_OF_MEMORY),
 					errmsg("out of memory while creating an HTTP client"));
+		if (curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, socket_cb) != CURLM_OK ||
+			curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, timer_cb) != CURLM_OK)
+		{
+			curl_multi_cleanup(m);
+			elog(ERROR, "libcurl multi interface failed");
+		}
+		multi = m;
 	}
 	return multi;
 }
@@ -842,6 +969,276 @@ pool_finish(PaygwHttpPool *pool, Transfer *t, CURLcode code)
 }
 
 /*
+ * The postmaster is gone: stop at once, whatever is in flight (a backend
+ * whose postmaster died must not keep calling gateways).
+ */
+static PAYGW_NORETURN_PREFIX void postmaster_died(void) PAYGW_NORETURN_SUFFIX;
+
+static void
+postmaster_died(void)
+{
+	ereport(FATAL,
+			errcode(ERRCODE_ADMIN_SHUTDOWN),
+			errmsg("terminating paygw gateway calls because the postmaster exited"));
+}
+
+static void
+check_postmaster(void)
+{
+	if (!PostmasterIsAlive())
+		postmaster_died();
+}
+
+/*
+ * Waiting
+ *
+ * wait_set holds the process latch, postmaster death and every socket
+ * libcurl wants watched (SockWatch above).  It is brought up to date from
+ * what the callbacks recorded just before each wait (update_wait_set), and
+ * rebuilt from scratch when it is full, when dead positions (sockets closed
+ * since) outnumber the live ones, or when a socket nobody wants reported
+ * activity.
+ */
+
+/* The WL_SOCKET_* events for libcurl's CURL_POLL_* bits. */
+static uint32
+wanted_events(int want)
+{
+	uint32		events = 0;
+
+	if (want & CURL_POLL_IN)
+		events |= WL_SOCKET_READABLE;
+	if (want & CURL_POLL_OUT)
+		events |= WL_SOCKET_WRITEABLE;
+	return events;
+}
+
+/*
+ * Is w's descriptor still the socket registered at w->pos?  (If it was
+ * closed, the kernel dropped it from the set; the number may hold another
+ * file now.)
+ */
+static bool
+same_socket(SockWatch *w)
+{
+	struct stat st;
+
+	return fstat(w->fd, &st) == 0 && st.st_dev == w->dev && st.st_ino == w->ino;
+}
+
+/*
+ * Register w's socket at a new position for the events it wants; false when
+ * its descriptor is not open any more (libcurl closed it without saying).
+ */
+static bool
+register_socket(SockWatch *w, uint32 events)
+{
+	struct stat st;
+
+	if (fstat(w->fd, &st) != 0)
+		return false;
+	w->dev = st.st_dev;
+	w->ino = st.st_ino;
+	w->pos = AddWaitEventToSet(wait_set, events, w->fd, NULL, NULL);
+	w->registered = events;
+	wait_set_used++;
+	return true;
+}
+
+/* Drop the watches libcurl no longer wants and that hold no position. */
+static void
+compact_watches(void)
+{
+	int			n = 0;
+
+	for (int i = 0; i < nwatches; i++)
+		if (watches[i].want != 0 || watches[i].pos >= 0)
+			watches[n++] = watches[i];
+	nwatches = n;
+}
+
+/*
+ * A new wait set: the latch, postmaster death (under a postmaster), and the
+ * sockets libcurl wants watched now.
+ */
+static void
+rebuild_wait_set(void)
+{
+	int			live = 0;
+
+	if (wait_set != NULL)
+		FreeWaitEventSet(wait_set);
+	wait_set = NULL;
+	for (int i = 0; i < nwatches; i++)
+	{
+		watches[i].pos = -1;
+		watches[i].changed = false;
+		if (watches[i].want != 0)
+			live++;
+	}
+	wait_set_size = 2 + Max(16, 2 * live);
+	wait_set = paygw_create_wait_event_set(wait_set_size);
+	wait_set_used = 0;
+	(void) AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	wait_set_used++;
+	if (IsUnderPostmaster)
+	{
+		(void) AddWaitEventToSet(wait_set, WL_POSTMASTER_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		wait_set_used++;
+	}
+	wait_set_fixed = wait_set_used;
+	for (int i = 0; i < nwatches; i++)
+		if (watches[i].want != 0 && !register_socket(&watches[i], wanted_events(watches[i].want)))
+			watches[i].want = 0;
+	compact_watches();
+	wait_set_rebuild = false;
+	watches_changed = false;
+}
+
+/* Bring wait_set up to date with what libcurl asked for since the last wait. */
+static void
+update_wait_set(void)
+{
+	int			registered = 0;
+
+	if (wait_set == NULL || wait_set_rebuild)
+	{
+		rebuild_wait_set();
+		return;
+	}
+	if (!watches_changed)
+		return;
+	for (int i = 0; i < nwatches; i++)
+	{
+		SockWatch  *w = &watches[i];
+		uint32		events = wanted_events(w->want);
+
+		if (w->changed)
+		{
+			w->changed = false;
+			if (events == 0)
+			{
+				/*
+				 * Kept alive for later: wake only if it becomes readable (an
+				 * idle connection the server closes).  Nothing to do if it
+				 * is registered so already, or was closed since.
+				 */
+				if (w->pos >= 0 && w->registered != WL_SOCKET_READABLE)
+				{
+					if (same_socket(w))
+					{
+						ModifyWaitEvent(wait_set, w->pos, WL_SOCKET_READABLE, NULL);
+						w->registered = WL_SOCKET_READABLE;
+					}
+					else
+						w->pos = -1;
+				}
+			}
+			else
+			{
+				/* closed (and perhaps reused) since: its position is dead */
+				if (w->pos >= 0 && !same_socket(w))
+					w->pos = -1;
+				if (w->pos >= 0)
+				{
+					if (w->registered != events)
+					{
+						ModifyWaitEvent(wait_set, w->pos, events, NULL);
+						w->registered = events;
+					}
+				}
+				else if (wait_set_used >= wait_set_size)
+				{
+					/* no room: start over (this registers w too) */
+					rebuild_wait_set();
+					return;
+				}
+				else if (!register_socket(w, events))
+					w->want = 0;
+			}
+		}
+		if (w->pos >= 0)
+			registered++;
+	}
+	compact_watches();
+	watches_changed = false;
+	/* dead positions are never reused: start over once they dominate */
+	if (wait_set_used - wait_set_fixed - registered > Max(16, registered))
+		rebuild_wait_set();
+}
+
+/* Let libcurl handle its timeouts (and start new transfers) if it is time. */
+static void
+run_timer(bool force)
+{
+	int			running;
+
+	if (!timer_armed || (!force && now_us() < timer_due_us))
+		return;
+	timer_armed = false;
+	if (curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running) != CURLM_OK)
+		elog(ERROR, "libcurl multi interface failed");
+}
+
+/*
+ * Wait up to timeout_ms for socket activity, the latch, postmaster death or
+ * libcurl's timer, and hand what happened to libcurl.  Interrupts are left
+ * for the caller to check (they set the latch, which ends the wait).
+ */
+static void
+wait_and_dispatch(long timeout_ms)
+{
+	WaitEvent	events[16];
+	int			n;
+
+	update_wait_set();
+	if (timer_armed)
+	{
+		uint64		now = now_us();
+
+		if (timer_due_us <= now)
+			timeout_ms = 0;
+		else
+			timeout_ms = Min(timeout_ms, (long) ((timer_due_us - now + 999) / 1000));
+	}
+	n = WaitEventSetWait(wait_set, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
+	for (int i = 0; i < n; i++)
+	{
+		WaitEvent  *ev = &events[i];
+		SockWatch  *w = NULL;
+		int			flags = 0;
+		int			running;
+
+		if (ev->events & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			continue;
+		}
+		if (ev->events & WL_POSTMASTER_DEATH)
+			postmaster_died();
+		for (int k = 0; k < nwatches; k++)
+			if (watches[k].pos == ev->pos)
+			{
+				w = &watches[k];
+				break;
+			}
+		if (w == NULL || w->want == 0)
+		{
+			/* a socket nobody waits for (a kept-alive one the server closed) */
+			wait_set_rebuild = true;
+			continue;
+		}
+		if (ev->events & WL_SOCKET_READABLE)
+			flags |= CURL_CSELECT_IN;
+		if (ev->events & WL_SOCKET_WRITEABLE)
+			flags |= CURL_CSELECT_OUT;
+		if (curl_multi_socket_action(multi, w->fd, flags, &running) != CURLM_OK)
+			elog(ERROR, "libcurl multi interface failed");
+	}
+	run_timer(false);
+}
+
+/*
  * Start queued transfers as far as the caps allow and let libcurl send what
  * it can right away, without waiting or collecting finished transfers.
  * Callers that are about to do other work (apply results, claim more) call
@@ -850,12 +1247,9 @@ pool_finish(PaygwHttpPool *pool, Transfer *t, CURLcode code)
 void
 paygw_http_pool_kick(PaygwHttpPool *pool)
 {
-	int			still_running;
-
 	pool_start(pool);
-	if (pool->nrunning > 0 &&
-		curl_multi_perform(multi, &still_running) != CURLM_OK)
-		elog(ERROR, "libcurl multi interface failed");
+	if (pool->nrunning > 0)
+		run_timer(false);
 }
 
 /*
@@ -895,25 +1289,12 @@ paygw_http_pool_cancel_all(PaygwHttpPool *pool, void **args, int max)
 }
 
 /*
- * The postmaster is gone: stop at once, whatever is in flight (a backend
- * whose postmaster died must not keep calling gateways).
- */
-static void
-check_postmaster(void)
-{
-	if (!PostmasterIsAlive())
-		ereport(FATAL,
-				errcode(ERRCODE_ADMIN_SHUTDOWN),
-				errmsg("terminating paygw gateway calls because the postmaster exited"));
-}
-
-/*
  * Drive the pool for at most timeout_ms, returning as soon as at least one
  * transfer has finished.  The args of finished transfers (at most max_done)
  * are stored in done; returns their number.  Interrupts (cancel, timeout,
- * termination) are checked at least every POLL_INTERVAL_MS and raised here;
- * the wait also ends at once when the postmaster dies (its death pipe is
- * polled with the transfers' sockets).  A background worker asked to shut
+ * termination) set the latch, which is waited on with the transfers'
+ * sockets, and are raised here; the wait also ends at once when the
+ * postmaster dies.  A background worker asked to shut
  * down (ShutdownRequestPending) gets control back at once, and no queued
  * transfer is started for it.
  */
@@ -929,7 +1310,6 @@ paygw_http_pool_run(PaygwHttpPool *pool, int timeout_ms, void **done,
 	{
 		CURLMsg    *msg;
 		int			queued;
-		int			still_running;
 		dlist_mutable_iter iter;
 		instr_time	now;
 		long		elapsed;
@@ -952,8 +1332,8 @@ paygw_http_pool_run(PaygwHttpPool *pool, int timeout_ms, void **done,
 		if (pool->nrunning == 0)
 			return ndone;
 
-		if (curl_multi_perform(multi, &still_running) != CURLM_OK)
-			elog(ERROR, "libcurl multi interface failed");
+		/* new transfers start from libcurl's timer */
+		run_timer(false);
 
 		while (ndone < max_done && (msg = curl_multi_info_read(multi, &queued)) != NULL)
 		{
@@ -978,15 +1358,7 @@ paygw_http_pool_run(PaygwHttpPool *pool, int timeout_ms, void **done,
 		elapsed = (long) INSTR_TIME_GET_MILLISEC(now);
 		if (elapsed >= timeout_ms)
 			return 0;
-		{
-			struct curl_waitfd pm_death;
-
-			pm_death.fd = postmaster_alive_fds[POSTMASTER_FD_WATCH];
-			pm_death.events = CURL_WAIT_POLLIN;
-			pm_death.revents = 0;
-			curl_multi_poll(multi, &pm_death, pm_death.fd >= 0 ? 1 : 0,
-							Min(POLL_INTERVAL_MS, timeout_ms - elapsed), NULL);
-		}
+		wait_and_dispatch(Min(POLL_INTERVAL_MS, timeout_ms - elapsed));
 	}
 }
 
