@@ -25,6 +25,18 @@ bool
 paygw_call_prepare(PaygwCall *call, const char *provider, const char *id,
 				   const char *account, PaygwLookup lookup, PaygwError *err)
 {
+	return paygw_call_prepare_batch(call, provider, id, account, lookup, NULL, err);
+}
+
+/*
+ * The same, taking the account from accounts (fetched there once for many
+ * calls) when that is not NULL.
+ */
+bool
+paygw_call_prepare_batch(PaygwCall *call, const char *provider, const char *id,
+						 const char *account, PaygwLookup lookup,
+						 PaygwAccountBatch *accounts, PaygwError *err)
+{
 	char	   *wire_id;
 
 	memset(call, 0, sizeof(PaygwCall));
@@ -42,7 +54,9 @@ paygw_call_prepare(PaygwCall *call, const char *provider, const char *id,
 	if (!call->provider->check_id(lookup, id, err))
 		return false;
 
-	call->account = paygw_account_fetch(call->provider, account, err);
+	call->account = accounts
+		? paygw_account_batch_fetch(accounts, call->provider, account, err)
+		: paygw_account_fetch(call->provider, account, err);
 	if (call->account == NULL)
 		return false;
 

@@ -9,6 +9,7 @@
 #ifndef PAYGW_CALL_H
 #define PAYGW_CALL_H
 
+#include "credentials.h"
 #include "http/http.h"
 #include "providers/provider.h"
 
@@ -24,6 +25,11 @@ typedef struct PaygwCall
 extern bool paygw_call_prepare(PaygwCall *call, const char *provider,
 							   const char *id, const char *account,
 							   PaygwLookup lookup, PaygwError *err);
+extern bool paygw_call_prepare_batch(PaygwCall *call, const char *provider,
+									 const char *id, const char *account,
+									 PaygwLookup lookup,
+									 PaygwAccountBatch *accounts,
+									 PaygwError *err);
 extern char *paygw_canonical_id(const PaygwProvider *prov, PaygwLookup lookup,
 								const char *id);
 extern bool paygw_call_interpret(PaygwCall *call, PaygwHttpResponse *resp,

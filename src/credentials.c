@@ -218,6 +218,7 @@ paygw_account_complete(PaygwAccount *account, Jsonb *options, PaygwError *err)
 		return false;
 
 	account->digest = "sha1";
+	account->options = options;
 	if (options == NULL)
 		return true;
 	if (!JB_ROOT_IS_OBJECT(options))
@@ -406,6 +407,128 @@ paygw_account_fetch(const PaygwProvider *prov, const char *name, PaygwError *err
 
 	SPI_finish();
 	return account;
+}
+
+/*
+ * A copy of src in CurrentMemoryContext, its secrets wiped when that is
+ * reset.
+ */
+static PaygwAccount *
+account_copy(const PaygwAccount *src)
+{
+	PaygwAccount *account = palloc(sizeof(PaygwAccount));
+
+	*account = *src;
+	account->name = pstrdup(src->name);
+	account->merchant_id = src->merchant_id ? pstrdup(src->merchant_id) : NULL;
+	account->base_url = pstrdup(src->base_url);
+	account->digest = pstrdup(src->digest);
+	account->secret = src->secret ? pstrdup(src->secret) : NULL;
+	account->secret_password = src->secret_password ? pstrdup(src->secret_password) : NULL;
+	account->webhook_key = src->webhook_key ? pstrdup(src->webhook_key) : NULL;
+	if (account->secret)
+		paygw_wipe_on_reset(account->secret);
+	if (account->secret_password)
+		paygw_wipe_on_reset(account->secret_password);
+	if (account->webhook_key)
+		paygw_wipe_on_reset(account->webhook_key);
+	if (src->options != NULL)
+	{
+		account->options = palloc(VARSIZE(src->options));
+		memcpy(account->options, src->options, VARSIZE(src->options));
+		if (src->create_defaults != NULL)
+			account->create_defaults = (JsonbContainer *)
+				((char *) account->options + ((char *) src->create_defaults - (char *) src->options));
+	}
+	return account;
+}
+
+/* One account (or the error its fetch gave) in a PaygwAccountBatch. */
+typedef struct BatchEntry
+{
+	const PaygwProvider *prov;
+	char	   *name;			/* as asked for; NULL: the provider's only one */
+	PaygwAccount *account;		/* NULL: err says why */
+	PaygwError	err;
+} BatchEntry;
+
+struct PaygwAccountBatch
+{
+	MemoryContext cxt;			/* holds the batch, its entries and accounts */
+	BatchEntry *entries;
+	int			n;
+	int			size;
+};
+
+/*
+ * A set of accounts fetched once for many calls in one transaction (the
+ * worker's claim of a batch), in a new child of CurrentMemoryContext.
+ * paygw_account_batch_free() deletes it and wipes the secrets it holds.
+ */
+PaygwAccountBatch *
+paygw_account_batch_create(void)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "paygw accounts",
+											  ALLOCSET_SMALL_SIZES);
+	PaygwAccountBatch *batch = MemoryContextAllocZero(cxt, sizeof(PaygwAccountBatch));
+
+	batch->cxt = cxt;
+	return batch;
+}
+
+void
+paygw_account_batch_free(PaygwAccountBatch *batch)
+{
+	MemoryContextDelete(batch->cxt);
+}
+
+/*
+ * paygw_account_fetch(prov, name, err), fetched only the first time batch
+ * is asked for it: a copy in CurrentMemoryContext (secrets wiped when it is
+ * reset), or NULL with err filled as that first fetch filled it.
+ */
+PaygwAccount *
+paygw_account_batch_fetch(PaygwAccountBatch *batch, const PaygwProvider *prov,
+						  const char *name, PaygwError *err)
+{
+	BatchEntry *e = NULL;
+
+	for (int i = 0; i < batch->n; i++)
+	{
+		BatchEntry *b = &batch->entries[i];
+
+		if (b->prov == prov &&
+			(name == NULL ? b->name == NULL : b->name != NULL && strcmp(b->name, name) == 0))
+		{
+			e = b;
+			break;
+		}
+	}
+	if (e == NULL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(batch->cxt);
+
+		if (batch->n == batch->size)
+		{
+			batch->size = Max(4, batch->size * 2);
+			batch->entries = batch->entries
+				? repalloc(batch->entries, sizeof(BatchEntry) * batch->size)
+				: palloc(sizeof(BatchEntry) * batch->size);
+		}
+		e = &batch->entries[batch->n];
+		memset(e, 0, sizeof(BatchEntry));
+		e->prov = prov;
+		e->name = name ? pstrdup(name) : NULL;
+		e->account = paygw_account_fetch(prov, name, &e->err);
+		batch->n++;
+		MemoryContextSwitchTo(oldcxt);
+	}
+	if (e->account == NULL)
+	{
+		*err = e->err;
+		return NULL;
+	}
+	return account_copy(e->account);
 }
 
 /*

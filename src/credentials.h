@@ -20,6 +20,15 @@ extern SPIPlanPtr paygw_spi_prepare_once(SPIPlanPtr *plan, const char *sql,
 										 int nargs, Oid *argtypes);
 extern PaygwAccount *paygw_account_fetch(const PaygwProvider *prov,
 										 const char *name, PaygwError *err);
+
+/* accounts fetched once for many calls (the worker's claim of a batch) */
+typedef struct PaygwAccountBatch PaygwAccountBatch;
+
+extern PaygwAccountBatch *paygw_account_batch_create(void);
+extern PaygwAccount *paygw_account_batch_fetch(PaygwAccountBatch *batch,
+											   const PaygwProvider *prov,
+											   const char *name, PaygwError *err);
+extern void paygw_account_batch_free(PaygwAccountBatch *batch);
 extern char *paygw_account_resolve(const PaygwProvider *prov,
 								   const char *name, PaygwError *err);
 extern bool paygw_account_complete(PaygwAccount *account, Jsonb *options,

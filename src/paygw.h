@@ -133,6 +133,8 @@ typedef struct PaygwAccount
 	char	   *digest;			/* alikassa: "sha1" or "sha256" */
 	char	   *webhook_key;	/* what verifies the gateway's webhooks, or NULL */
 	JsonbContainer *create_defaults;	/* options "create": defaults, or NULL */
+	Jsonb	   *options;		/* the row's options (create_defaults points
+								 * into them), or NULL */
 } PaygwAccount;
 
 /* The normalized answer of a status call, in the call's context. */

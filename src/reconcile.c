@@ -140,6 +140,7 @@ paygw_reconcile_claim(MemoryContext parent, int max_invoices, int64 run,
 					  int queued, int64 invoice_id, PaygwItem **items)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
+	PaygwAccountBatch *accounts;
 	int			ret;
 	uint64		n;
 
@@ -174,6 +175,8 @@ paygw_reconcile_claim(MemoryContext parent, int max_invoices, int64 run,
 	n = SPI_processed;
 	if (invoice_id <= 0 && n > (uint64) max_invoices)
 		elog(ERROR, "claimed more invoices than asked for");
+	/* each account is read (and its secrets opened) once per batch */
+	accounts = paygw_account_batch_create();
 	for (uint64 r = 0; r < n; r++)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[r];
@@ -201,16 +204,17 @@ paygw_reconcile_claim(MemoryContext parent, int max_invoices, int64 run,
 		order_id = SPI_getvalue(tuple, desc, 5);
 		item->row_has_payment_id = payment_id != NULL;
 		item->row_has_order_id = order_id != NULL;
-		item->prepared = paygw_call_prepare(&item->call, provider,
-											payment_id ? payment_id : order_id,
-											account,
-											payment_id ? PAYGW_LOOKUP_ID : PAYGW_LOOKUP_ORDER,
-											&item->err);
+		item->prepared = paygw_call_prepare_batch(&item->call, provider,
+												  payment_id ? payment_id : order_id,
+												  account,
+												  payment_id ? PAYGW_LOOKUP_ID : PAYGW_LOOKUP_ORDER,
+												  accounts, &item->err);
 		if (item->prepared)
 			item->call.request.group = account_group(account);
 		MemoryContextSwitchTo(oldcxt);
 		items[r] = item;
 	}
+	paygw_account_batch_free(accounts);
 
 	SPI_finish();
 	MemoryContextSwitchTo(oldcxt);
