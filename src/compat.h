@@ -63,27 +63,40 @@
 #endif
 
 /*
- * Validate a JSON document without building anything.  Returns the parser's
- * error code; never throws for malformed input.  (PostgreSQL 17 changed the
- * lexer constructor to fill a caller-supplied struct.)
+ * Run the JSON parser over a document with sem's callbacks (&nullSemAction
+ * only validates).  Returns the parser's error code; never throws for
+ * malformed input.  (PostgreSQL 17 changed the lexer constructor to fill a
+ * caller-supplied struct.)
  */
 static inline JsonParseErrorType
-paygw_json_validate(char *json, int len, int encoding)
+paygw_json_run(char *json, int len, int encoding, JsonSemAction *sem)
 {
 #if PG_VERSION_NUM >= 170000
 	JsonLexContext lex;
 	JsonParseErrorType result;
 
 	makeJsonLexContextCstringLen(&lex, json, len, encoding, true);
-	result = pg_parse_json(&lex, &nullSemAction);
+	result = pg_parse_json(&lex, sem);
 	freeJsonLexContext(&lex);
 	return result;
 #else
 	JsonLexContext *lex;
 
 	lex = makeJsonLexContextCstringLen(json, len, encoding, true);
-	return pg_parse_json(lex, &nullSemAction);
+	return pg_parse_json(lex, sem);
 #endif
 }
+
+/*
+ * The JSON parser's callbacks return an error code from PostgreSQL 16 on;
+ * declare them PAYGW_JSON_ACTION and end them with PAYGW_JSON_ACTION_DONE.
+ */
+#if PG_VERSION_NUM >= 160000
+#define PAYGW_JSON_ACTION JsonParseErrorType
+#define PAYGW_JSON_ACTION_DONE return JSON_SUCCESS
+#else
+#define PAYGW_JSON_ACTION void
+#define PAYGW_JSON_ACTION_DONE return
+#endif
 
 #endif							/* PAYGW_COMPAT_H */

@@ -7,8 +7,9 @@
  * jsonb_in() raises errors for malformed JSON, for numbers numeric cannot
  * hold, for \u0000 escapes and for nesting deep enough to exhaust the stack.
  * A gateway reply is untrusted input whose faults must become a PaygwError,
- * so paygw_json_parse() rules each of those out first with checks that
- * cannot throw, and only then calls jsonb_in().  In a database that is not
+ * so paygw_json_parse() rules out the numbers and the nesting first with
+ * checks that cannot throw, and then builds the jsonb value in one run of
+ * the JSON parser, which reports malformed input as an error code.  In a database that is not
  * UTF-8, characters the encoding lacks (raw or escaped) become '?' instead
  * of raising a conversion error.
  *
@@ -230,6 +231,114 @@ utf8_to_server_lossy(const char *s, int len)
 }
 
 /*
+ * Building a jsonb value from the parser's callbacks, as jsonb_in() does.
+ */
+typedef struct JsonbBuild
+{
+	JsonbParseState *state;
+	JsonbValue *res;
+} JsonbBuild;
+
+static PAYGW_JSON_ACTION
+build_object_start(void *arg)
+{
+	JsonbBuild *b = (JsonbBuild *) arg;
+
+	b->res = pushJsonbValue(&b->state, WJB_BEGIN_OBJECT, NULL);
+	PAYGW_JSON_ACTION_DONE;
+}
+
+static PAYGW_JSON_ACTION
+build_object_end(void *arg)
+{
+	JsonbBuild *b = (JsonbBuild *) arg;
+
+	b->res = pushJsonbValue(&b->state, WJB_END_OBJECT, NULL);
+	PAYGW_JSON_ACTION_DONE;
+}
+
+static PAYGW_JSON_ACTION
+build_array_start(void *arg)
+{
+	JsonbBuild *b = (JsonbBuild *) arg;
+
+	b->res = pushJsonbValue(&b->state, WJB_BEGIN_ARRAY, NULL);
+	PAYGW_JSON_ACTION_DONE;
+}
+
+static PAYGW_JSON_ACTION
+build_array_end(void *arg)
+{
+	JsonbBuild *b = (JsonbBuild *) arg;
+
+	b->res = pushJsonbValue(&b->state, WJB_END_ARRAY, NULL);
+	PAYGW_JSON_ACTION_DONE;
+}
+
+static PAYGW_JSON_ACTION
+build_object_field_start(void *arg, char *fname, bool isnull)
+{
+	JsonbBuild *b = (JsonbBuild *) arg;
+	JsonbValue	v;
+
+	(void) isnull;
+	v.type = jbvString;
+	v.val.string.len = strlen(fname);
+	v.val.string.val = fname;
+	b->res = pushJsonbValue(&b->state, WJB_KEY, &v);
+	PAYGW_JSON_ACTION_DONE;
+}
+
+static PAYGW_JSON_ACTION
+build_scalar(void *arg, char *token, JsonTokenType tokentype)
+{
+	JsonbBuild *b = (JsonbBuild *) arg;
+	JsonbValue	v;
+
+	switch (tokentype)
+	{
+		case JSON_TOKEN_STRING:
+			v.type = jbvString;
+			v.val.string.len = strlen(token);
+			v.val.string.val = token;
+			break;
+		case JSON_TOKEN_NUMBER:
+			/* prescan() bounded its length and exponent */
+			v.type = jbvNumeric;
+			v.val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
+																CStringGetDatum(token),
+																ObjectIdGetDatum(InvalidOid),
+																Int32GetDatum(-1)));
+			break;
+		case JSON_TOKEN_TRUE:
+		case JSON_TOKEN_FALSE:
+			v.type = jbvBool;
+			v.val.boolean = tokentype == JSON_TOKEN_TRUE;
+			break;
+		default:
+			v.type = jbvNull;
+			break;
+	}
+	if (b->state == NULL)
+	{
+		/* a document that is a lone scalar: a raw-scalar array, as jsonb_in */
+		JsonbValue	va;
+
+		va.type = jbvArray;
+		va.val.array.rawScalar = true;
+		va.val.array.nElems = 1;
+		b->res = pushJsonbValue(&b->state, WJB_BEGIN_ARRAY, &va);
+		b->res = pushJsonbValue(&b->state, WJB_ELEM, &v);
+		b->res = pushJsonbValue(&b->state, WJB_END_ARRAY, NULL);
+	}
+	else
+		b->res = pushJsonbValue(&b->state,
+								b->state->contVal.type == jbvArray ? WJB_ELEM : WJB_VALUE,
+								&v);
+	PAYGW_JSON_ACTION_DONE;
+}
+
+/*
  * Parse a reply body (UTF-8 bytes, len of them) into a jsonb value in
  * CurrentMemoryContext.  Returns NULL with err filled when the body is not a
  * well-formed JSON document within paygw's limits.
@@ -239,6 +348,8 @@ paygw_json_parse(const char *body, size_t len, PaygwError *err)
 {
 	char	   *converted;
 	JsonParseErrorType jerr;
+	JsonSemAction sem;
+	JsonbBuild	build;
 
 	if (len == 0)
 	{
@@ -266,13 +377,22 @@ paygw_json_parse(const char *body, size_t len, PaygwError *err)
 
 		converted = utf8_to_server_lossy(unescaped, (int) strlen(unescaped));
 	}
-	jerr = paygw_json_validate(converted, (int) strlen(converted), GetDatabaseEncoding());
-	if (jerr != JSON_SUCCESS)
+	memset(&sem, 0, sizeof(sem));
+	memset(&build, 0, sizeof(build));
+	sem.semstate = &build;
+	sem.object_start = build_object_start;
+	sem.object_end = build_object_end;
+	sem.array_start = build_array_start;
+	sem.array_end = build_array_end;
+	sem.object_field_start = build_object_field_start;
+	sem.scalar = build_scalar;
+	jerr = paygw_json_run(converted, (int) strlen(converted), GetDatabaseEncoding(), &sem);
+	if (jerr != JSON_SUCCESS || build.res == NULL)
 	{
 		paygw_set_error(err, PAYGW_ERR_MALFORMED_REPLY, "reply is not valid JSON");
 		return NULL;
 	}
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(converted)));
+	return JsonbValueToJsonb(build.res);
 }
 
 /*
