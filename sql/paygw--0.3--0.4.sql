@@ -117,6 +117,14 @@ REVOKE ALL ON FUNCTION paygw.release_leases(bigint[], bigint) FROM PUBLIC;
 ALTER FUNCTION paygw.transition_allowed(paygw.payment_status, paygw.payment_status)
     CALLED ON NULL INPUT;
 
+-- Room on each page for the updates every check makes: the worker's claim
+-- writes the lease (lease_until and lease_token are in no index), which can
+-- then be a HOT update on the same page -- no new entry in any of the four
+-- indexes -- instead of a copy elsewhere; the apply's update stays on the
+-- page too.  Pages written from now on (ALTER TABLE ... SET only records
+-- it; VACUUM FULL or CLUSTER would rewrite older ones).
+ALTER TABLE paygw.invoices SET (fillfactor = 50);
+
 -- Apply the outcomes of a batch of checks in one statement.  The caller has
 -- locked every row (FOR NO KEY UPDATE) in its transaction first, so each row
 -- read here is the current one and nobody changes it meanwhile.  Arrays are
