@@ -335,6 +335,11 @@ CREATE TRIGGER invoices_wake_worker_sooner
 -- Validate a row when it is inserted, and on update only when a column it
 -- checks really changes (the worker's apply names payment_id and order_id in
 -- its UPDATE for the rows that learn one, and would fire it for every row).
+-- An update that changes only ids -- the worker filling in an id a gateway's
+-- reply named -- has them checked by paygw.invoices_validate_ids(), which
+-- reads nothing (the provider and the account are the row's, checked when
+-- they were written) and so needs neither SECURITY DEFINER nor settings of
+-- its own; a new provider or account gets the whole check.
 DROP TRIGGER invoices_validate ON paygw.invoices;
 CREATE TRIGGER invoices_validate
     BEFORE INSERT ON paygw.invoices
@@ -342,9 +347,21 @@ CREATE TRIGGER invoices_validate
 CREATE TRIGGER invoices_validate_update
     BEFORE UPDATE OF provider, account, payment_id, order_id ON paygw.invoices
     FOR EACH ROW
-    WHEN (NEW.provider IS DISTINCT FROM OLD.provider OR NEW.account IS DISTINCT FROM OLD.account
-          OR NEW.payment_id IS DISTINCT FROM OLD.payment_id OR NEW.order_id IS DISTINCT FROM OLD.order_id)
+    WHEN (NEW.provider IS DISTINCT FROM OLD.provider OR NEW.account IS DISTINCT FROM OLD.account)
     EXECUTE FUNCTION paygw.invoices_validate();
+
+CREATE FUNCTION paygw.invoices_validate_ids()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'paygw_invoices_validate_ids';
+REVOKE ALL ON FUNCTION paygw.invoices_validate_ids() FROM PUBLIC;
+
+CREATE TRIGGER invoices_validate_ids
+    BEFORE UPDATE OF payment_id, order_id ON paygw.invoices
+    FOR EACH ROW
+    WHEN (NEW.provider IS NOT DISTINCT FROM OLD.provider AND NEW.account IS NOT DISTINCT FROM OLD.account
+          AND (NEW.payment_id IS DISTINCT FROM OLD.payment_id OR NEW.order_id IS DISTINCT FROM OLD.order_id))
+    EXECUTE FUNCTION paygw.invoices_validate_ids();
 
 -- What the libcurl in use offers: without an asynchronous resolver, cancel
 -- and the timeouts cannot interrupt a host name lookup.  Superuser only.

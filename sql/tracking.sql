@@ -42,6 +42,17 @@ SELECT paygw_try($$INSERT INTO paygw.invoices (provider, payment_id) VALUES ('mo
 SELECT paygw_try($$INSERT INTO paygw.invoices (provider) VALUES ('obmenka')$$);
 SELECT count(*) AS invoices FROM paygw.invoices;
 
+-- an update of the ids is checked as an insert is (the ids only: the
+-- provider and the account are the row's); one of the provider or the
+-- account gets the whole check (all rolled back)
+BEGIN;
+UPDATE paygw.invoices SET payment_id = '0000501' WHERE id = :ok500 RETURNING payment_id, order_id;
+SELECT paygw_try(format($$UPDATE paygw.invoices SET payment_id = 'abc' WHERE id = %s$$, :ok500));
+SELECT paygw_try(format($$UPDATE paygw.invoices SET payment_id = NULL WHERE id = %s$$, :ok500));
+SELECT paygw_try(format($$UPDATE paygw.invoices SET account = 'mo' WHERE id = %s$$, :ok500), true);
+SELECT paygw_try(format($$UPDATE paygw.invoices SET provider = 'morune' WHERE id = %s$$, :ok500));
+ROLLBACK;
+
 -- the account is resolved once per transaction and cached; any change to
 -- paygw.credentials is seen by the next call, in the same transaction and
 -- even in the same statement (all rolled back; the ids it used are given

@@ -31,6 +31,7 @@
 #include "sqlutil.h"
 
 PG_FUNCTION_INFO_V1(paygw_invoices_validate);
+PG_FUNCTION_INFO_V1(paygw_invoices_validate_ids);
 PG_FUNCTION_INFO_V1(paygw_wake_worker);
 PG_FUNCTION_INFO_V1(paygw_track);
 PG_FUNCTION_INFO_V1(paygw_refresh);
@@ -92,13 +93,12 @@ account_or_raise(const PaygwProvider *prov, const char *account)
 }
 
 /*
- * Trigger on paygw.invoices (BEFORE INSERT OR UPDATE OF provider, account,
- * payment_id, order_id): a known provider, ids the gateway accepts (stored
- * in canonical form), and an account of that provider -- the provider's
- * only account when none is given.
+ * The row a validation trigger returns: a known provider, ids the gateway
+ * accepts (stored in canonical form), and with resolve_account an account of
+ * that provider -- the provider's only account when none is given.
  */
-Datum
-paygw_invoices_validate(PG_FUNCTION_ARGS)
+static Datum
+validate_row(FunctionCallInfo fcinfo, const char *fn, bool resolve_account)
 {
 	HeapTuple	tuple;
 	TupleDesc	desc;
@@ -107,12 +107,12 @@ paygw_invoices_validate(PG_FUNCTION_ARGS)
 	const PaygwProvider *prov;
 	char	   *payment_id;
 	char	   *order_id;
-	char	   *account;
 	int			cols[3];
 	Datum		values[3];
 	bool		nulls[3];
+	int			ncols = 0;
 
-	tuple = paygw_trigger_row(fcinfo, "paygw_invoices_validate", true, &desc);
+	tuple = paygw_trigger_row(fcinfo, fn, true, &desc);
 
 	callcxt = paygw_call_context();
 	oldcxt = MemoryContextSwitchTo(callcxt);
@@ -120,20 +120,50 @@ paygw_invoices_validate(PG_FUNCTION_ARGS)
 	payment_id = paygw_tuple_text(tuple, desc, "payment_id");
 	order_id = paygw_tuple_text(tuple, desc, "order_id");
 	invoice_ids(prov, &payment_id, &order_id);
-	account = account_or_raise(prov, paygw_tuple_text(tuple, desc, "account"));
 
-	cols[0] = SPI_fnumber(desc, "account");
-	cols[1] = SPI_fnumber(desc, "payment_id");
-	cols[2] = SPI_fnumber(desc, "order_id");
-	values[0] = CStringGetTextDatum(account);
-	nulls[0] = false;
-	values[1] = paygw_text_or_null(payment_id, &nulls[1]);
-	values[2] = paygw_text_or_null(order_id, &nulls[2]);
+	cols[ncols] = SPI_fnumber(desc, "payment_id");
+	values[ncols] = paygw_text_or_null(payment_id, &nulls[ncols]);
+	ncols++;
+	cols[ncols] = SPI_fnumber(desc, "order_id");
+	values[ncols] = paygw_text_or_null(order_id, &nulls[ncols]);
+	ncols++;
+	if (resolve_account)
+	{
+		char	   *account = account_or_raise(prov, paygw_tuple_text(tuple, desc, "account"));
+
+		cols[ncols] = SPI_fnumber(desc, "account");
+		values[ncols] = CStringGetTextDatum(account);
+		nulls[ncols] = false;
+		ncols++;
+	}
 
 	MemoryContextSwitchTo(oldcxt);
-	tuple = heap_modify_tuple_by_cols(tuple, desc, 3, cols, values, nulls);
+	tuple = heap_modify_tuple_by_cols(tuple, desc, ncols, cols, values, nulls);
 	MemoryContextDelete(callcxt);
 	return PointerGetDatum(tuple);
+}
+
+/*
+ * Trigger on paygw.invoices (BEFORE INSERT, and BEFORE UPDATE when the
+ * provider or the account changes): the whole check, the account resolved
+ * (SECURITY DEFINER: it reads paygw.credentials).
+ */
+Datum
+paygw_invoices_validate(PG_FUNCTION_ARGS)
+{
+	return validate_row(fcinfo, "paygw_invoices_validate", true);
+}
+
+/*
+ * Trigger on paygw.invoices (BEFORE UPDATE when only the ids change, as when
+ * the worker fills in an id a gateway's reply named): the ids only.  The
+ * provider and the account are the row's, checked when they were written;
+ * nothing is read, so it runs as the caller, with no settings of its own.
+ */
+Datum
+paygw_invoices_validate_ids(PG_FUNCTION_ARGS)
+{
+	return validate_row(fcinfo, "paygw_invoices_validate_ids", false);
 }
 
 /*
