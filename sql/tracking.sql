@@ -236,6 +236,19 @@ SELECT payment_id, status, check_count, last_error_code, next_check_at IS NOT NU
 DROP TRIGGER refuse_107 ON paygw.invoices;
 DROP FUNCTION refuse_107();
 
+-- a notification's text is what json_build_object() writes, whatever the
+-- values hold
+WITH v(s) AS (VALUES ('plain'), ('q"uote'), (E'back\\slash'), (E'nl\nx\r\t\b\f'), (E'\u0001ctl'),
+                     ('é'), (''), (NULL))
+SELECT count(*) AS payloads,
+       count(*) FILTER (WHERE paygw.status_payload(12345678901, a.s, b.s, a.s, b.s, 'pending', 'paid', a.s)
+                            = json_build_object('invoice_id', 12345678901, 'provider', a.s, 'account', b.s,
+                                                'payment_id', a.s, 'order_id', b.s,
+                                                'old_status', 'pending'::paygw.payment_status,
+                                                'new_status', 'paid'::paygw.payment_status,
+                                                'provider_status', a.s)::text) AS as_json_build_object
+  FROM v a, v b;
+
 -- notification payloads stay under NOTIFY's 8000-byte limit whatever the
 -- gateway returns: fields from replies are cut, the row keeps them whole
 SELECT paygw_track('okepay', '109', NULL, 'ok') AS huge \gset

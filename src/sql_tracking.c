@@ -2,7 +2,8 @@
  *
  * sql_tracking.c
  *		Tracked invoices from SQL: paygw_track, the triggers of
- *		paygw.invoices, paygw_refresh and paygw_check_invoice.
+ *		paygw.invoices, paygw_refresh, paygw_check_invoice and the text of
+ *		status notifications.
  *
  * Each call runs in its own memory context, deleted before returning; when
  * an error is raised instead, the context goes with the transaction's
@@ -32,6 +33,7 @@
 
 PG_FUNCTION_INFO_V1(paygw_invoices_validate);
 PG_FUNCTION_INFO_V1(paygw_invoices_validate_ids);
+PG_FUNCTION_INFO_V1(paygw_status_payload);
 PG_FUNCTION_INFO_V1(paygw_wake_worker);
 PG_FUNCTION_INFO_V1(paygw_track);
 PG_FUNCTION_INFO_V1(paygw_refresh);
@@ -164,6 +166,37 @@ Datum
 paygw_invoices_validate_ids(PG_FUNCTION_ARGS)
 {
 	return validate_row(fcinfo, "paygw_invoices_validate_ids", false);
+}
+
+/*
+ * paygw.status_payload(invoice_id, provider, account, payment_id, order_id,
+ * old_status, new_status, provider_status): the text of a paygw_status
+ * notification, as json_build_object() with these keys writes it (the
+ * caller cuts the values to length).
+ */
+Datum
+paygw_status_payload(PG_FUNCTION_ARGS)
+{
+	static const char *const keys[] = {"provider", "account", "payment_id", "order_id",
+	"old_status", "new_status", "provider_status"};
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"invoice_id\" : ");
+	if (PG_ARGISNULL(0))
+		appendStringInfoString(&buf, "null");
+	else
+		appendStringInfo(&buf, INT64_FORMAT, PG_GETARG_INT64(0));
+	for (int k = 0; k < (int) lengthof(keys); k++)
+	{
+		appendStringInfo(&buf, ", \"%s\" : ", keys[k]);
+		if (PG_ARGISNULL(k + 1))
+			appendStringInfoString(&buf, "null");
+		else
+			escape_json(&buf, text_to_cstring(PG_GETARG_TEXT_PP(k + 1)));
+	}
+	appendStringInfoChar(&buf, '}');
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }
 
 /*
