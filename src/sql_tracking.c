@@ -226,7 +226,16 @@ paygw_wake_worker(PG_FUNCTION_ARGS)
 Datum
 paygw_track(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr insert_plan = NULL;
+	/* by the ids given: both, the gateway's only, the order's only */
+	static SPIPlanPtr insert_plans[3] = {NULL, NULL, NULL};
+	static const char *const insert_sql[3] = {
+		"INSERT INTO paygw.invoices (provider, account, payment_id, order_id)"
+		" VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING id",
+		"INSERT INTO paygw.invoices (provider, account, payment_id, order_id)"
+		" VALUES ($1, $2, $3, $4) ON CONFLICT (account, payment_id) DO NOTHING RETURNING id",
+		"INSERT INTO paygw.invoices (provider, account, payment_id, order_id)"
+		" VALUES ($1, $2, $3, $4) ON CONFLICT (account, order_id) DO NOTHING RETURNING id",
+	};
 	static SPIPlanPtr find_plan = NULL;
 	static SPIPlanPtr fill_plan = NULL;
 	MemoryContext callcxt = paygw_call_context();
@@ -240,6 +249,7 @@ paygw_track(PG_FUNCTION_ARGS)
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	int64		id;
 	int			ret;
+	int			which;
 
 	invoice_ids(prov, &payment_id, &order_id);
 	account = account_or_raise(prov, paygw_arg_text(fcinfo, 3));
@@ -251,11 +261,15 @@ paygw_track(PG_FUNCTION_ARGS)
 	values[3] = order_id ? CStringGetTextDatum(order_id) : (Datum) 0;
 	nulls[3] = order_id ? ' ' : 'n';
 
+	/*
+	 * With one id the only conflict possible is on that id's key (the
+	 * other id is NULL, the primary key comes from its sequence): check
+	 * just that one index for a conflict rather than all three.
+	 */
+	which = (payment_id && order_id) ? 0 : payment_id ? 1 : 2;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute_plan(paygw_spi_prepare_once(&insert_plan,
-												  "INSERT INTO paygw.invoices (provider, account, payment_id, order_id)"
-												  " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING id",
+	ret = SPI_execute_plan(paygw_spi_prepare_once(&insert_plans[which], insert_sql[which],
 												  4, types),
 						   values, nulls, false, 0);
 	if (ret != SPI_OK_INSERT_RETURNING)
