@@ -343,19 +343,42 @@ get_multi(void)
 	return multi;
 }
 
-/* Take an easy handle from the pool (or make one); NULL when out of memory. */
+/* libcurl write callback and header callback (below) */
+static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata);
+static size_t header_cb(char *buffer, size_t size, size_t nitems, void *userdata);
+
+/*
+ * Take an easy handle from the pool (or make one); NULL when out of memory.
+ * A handle keeps the options every request shares (set once, when it is
+ * made); transfer_setup() sets the rest for each request, and
+ * transfer_cleanup() clears the ones that point into a finished transfer.
+ */
 static CURL *
 easy_acquire(void)
 {
 	CURL	   *easy;
+	bool		ok = true;
 
 	if (easy_pool_free > 0)
+		return easy_pool[--easy_pool_free];
+	easy = curl_easy_init();
+	if (easy == NULL)
+		return NULL;
+	ok &= curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L) == CURLE_OK;
+	ok &= curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK;
+	ok &= curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK;
+	ok &= curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1) == CURLE_OK;
+	ok &= curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK;
+	ok &= curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK;
+	ok &= curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb) == CURLE_OK;
+	ok &= curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb) == CURLE_OK;
+	ok &= curl_easy_setopt(easy, CURLOPT_USERAGENT, "paygw/" PAYGW_VERSION) == CURLE_OK;
+	if (!ok)
 	{
-		easy = easy_pool[--easy_pool_free];
-		curl_easy_reset(easy);
-		return easy;
+		curl_easy_cleanup(easy);
+		return NULL;
 	}
-	return curl_easy_init();
+	return easy;
 }
 
 /* Return an easy handle to the pool; never fails. */
@@ -387,6 +410,13 @@ transfer_cleanup(Transfer *t)
 		if (t->active)
 			curl_multi_remove_handle(multi, t->easy);
 		t->active = false;
+		/* nothing of this transfer may stay reachable from the handle */
+		(void) curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, NULL);
+		(void) curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, NULL);
+		(void) curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, NULL);
+		(void) curl_easy_setopt(t->easy, CURLOPT_PRIVATE, NULL);
+		(void) curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, NULL);
+		(void) curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, NULL);
 		easy_release(t->easy);
 		t->easy = NULL;
 	}
@@ -684,24 +714,16 @@ transfer_setup(Transfer *t, PaygwHttpRequest *req)
 	t->capture_name = req->capture_header;
 	t->capture_name_len = req->capture_header ? strlen(req->capture_header) : 0;
 
+	/* the options every request shares are set in easy_acquire() */
 	ok &= curl_easy_setopt(e, CURLOPT_URL, req->url) == CURLE_OK;
 	ok &= curl_easy_setopt(e, CURLOPT_PRIVATE, t) == CURLE_OK;
-	ok &= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK;
-	ok &= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK;
-	ok &= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK;
-	ok &= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1) == CURLE_OK;
-	ok &= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK;
-	ok &= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK;
 	ok &= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) paygw_timeout_ms) == CURLE_OK;
 	ok &= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) paygw_connect_timeout_ms) == CURLE_OK;
 	ok &= curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) t->limit) == CURLE_OK;
-	ok &= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb) == CURLE_OK;
 	ok &= curl_easy_setopt(e, CURLOPT_WRITEDATA, t) == CURLE_OK;
-	ok &= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb) == CURLE_OK;
 	ok &= curl_easy_setopt(e, CURLOPT_HEADERDATA, t) == CURLE_OK;
 	ok &= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf) == CURLE_OK;
 	ok &= curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers) == CURLE_OK;
-	ok &= curl_easy_setopt(e, CURLOPT_USERAGENT, "paygw/" PAYGW_VERSION) == CURLE_OK;
 	/*
 	 * paygw.ca_file: trusted in addition to the system's CA file and CA
 	 * directory.  CAINFO and CAPATH keep libcurl's defaults; the extra
@@ -727,6 +749,9 @@ transfer_setup(Transfer *t, PaygwHttpRequest *req)
 		blob.flags = CURL_BLOB_COPY;
 		ok &= curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &blob) == CURLE_OK;
 	}
+	else
+		/* a handle reused from a request made under paygw.ca_file */
+		ok &= curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, NULL) == CURLE_OK;
 	if (strcmp(req->method, "POST") == 0)
 	{
 		ok &= curl_easy_setopt(e, CURLOPT_POST, 1L) == CURLE_OK;
