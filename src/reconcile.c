@@ -36,6 +36,7 @@
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -237,14 +238,33 @@ paygw_reconcile_free(PaygwItem *item)
 }
 
 /*
- * A statement over a few invoice ids, prepared once and planned afresh for
- * each execution (a plan made while the table was small would scan all of
- * it once it has grown).
+ * A statement over a few invoice ids, prepared and planned once -- with
+ * sequential scans off, as paygw.claim_due and paygw.apply_checks are: a
+ * plan made while the table was small must not scan all of it once it has
+ * grown (see run_by_key()).
  */
 static SPIPlanPtr
-prepare_custom_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+prepare_by_key_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
-	return paygw_spi_prepare_once_opts(plan, sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
+	return paygw_spi_prepare_once_opts(plan, sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+}
+
+/*
+ * SPI_execute_plan() of a statement from prepare_by_key_once(), with
+ * enable_seqscan off while it runs (and is planned, the first time), as a
+ * function's SET clause would: undone here, or by the abort.
+ */
+static int
+run_by_key(SPIPlanPtr plan, Datum *values)
+{
+	int			nestlevel = NewGUCNestLevel();
+	int			ret;
+
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	ret = SPI_execute_plan(plan, values, NULL, false, 0);
+	AtEOXact_GUC(true, nestlevel);
+	return ret;
 }
 
 /* A one-dimensional array of n datums of type elemtype (nulls[k]: NULL). */
@@ -316,7 +336,7 @@ static int
 ids_returned(SPIPlanPtr plan, PaygwItem **items, int n, int64 **out)
 {
 	Datum		values[1] = {id_array(items, n)};
-	int			ret = SPI_execute_plan(plan, values, NULL, false, 0);
+	int			ret = run_by_key(plan, values);
 	int64	   *ids;
 
 	if (ret != SPI_OK_SELECT)
@@ -569,7 +589,7 @@ find_rows(SPIPlanPtr *plan, const char *clause, PaygwItem **items, int n,
 	int			nrest = 0;
 
 	if (*plan == NULL)
-		(void) prepare_custom_once(plan,
+		(void) prepare_by_key_once(plan,
 								   psprintf("SELECT i.id FROM paygw.invoices i"
 											" WHERE i.id OPERATOR(pg_catalog.=) ANY ($1) %s",
 											clause),
