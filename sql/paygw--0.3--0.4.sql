@@ -642,7 +642,7 @@ ALTER TABLE paygw.invoices
 COMMENT ON COLUMN paygw.invoices.create_amount IS
     'The amount paygw_create_invoice() asked for (NULL for invoices only tracked)';
 COMMENT ON COLUMN paygw.invoices.create_currency IS
-    'The currency paygw_create_invoice() was given, as given';
+    'The currency paygw_create_invoice() sent, as the gateway spells it (or the ISO code it implies when none was given)';
 COMMENT ON COLUMN paygw.invoices.pay_url IS
     'Where to send the customer to pay, from the gateway''s create reply';
 COMMENT ON COLUMN paygw.invoices.expires_at IS
