@@ -17,7 +17,8 @@
 # cores.  Later runs find the finished build (a stamp file in the prefix)
 # and return at once.  Works as root without a terminal (CI); not as root it
 # needs the build dependencies installed and the deb-src entry present.
-# The last line printed is the path of the build's pg_config.
+# Progress goes to stderr; stdout gets one line, the build's pg_config:
+#   PG_CONFIG=$(bash test/pg-build.sh) bash test/run-tests.sh
 set -euo pipefail
 
 prefix=${PAYGW_PG18_PREFIX:-/opt/pg18}
@@ -43,7 +44,7 @@ CONFIGURE_OPTS=(--with-openssl)
 SID_LIST=/etc/apt/sources.list.d/paygw-sid-src.sources
 stamp=$prefix/paygw-build.txt
 
-msg() { printf 'pg-build: %s\n' "$*"; }
+msg() { printf 'pg-build: %s\n' "$*" >&2; }
 die() { printf 'pg-build: %s\n' "$*" >&2; exit 1; }
 
 # a finished build: the stamp is written last, after `make install`
