@@ -35,7 +35,7 @@
  * Up to PostgreSQL 15 a chunk's memory context is found through the pointer
  * stored just before the chunk, so a program can bring its own context type
  * (the fuzz harness's one-malloc-per-palloc guard context).  From 16 on a
- * chunk header encodes one of the built-in types in 3 bits instead.
+ * chunk header encodes one of the built-in types in a few bits instead.
  */
 #if PG_VERSION_NUM < 160000
 #define PAYGW_HAVE_CUSTOM_MEMORY_CONTEXTS 1
