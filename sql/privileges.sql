@@ -23,8 +23,14 @@ SELECT * FROM paygw.invoices;
 SELECT * FROM paygw.worker_status;
 RESET ROLE;
 
--- PUBLIC holds no privilege on paygw's objects
-SELECT c.relname, replace(c.relacl::text, current_user, 'OWNER') AS acl FROM pg_class c
+-- PUBLIC holds no privilege on paygw's objects: every table's and view's
+-- ACL is its owner's default one (whose letters vary: PostgreSQL 17 added
+-- MAINTAIN), else the ACL is shown
+SELECT c.relname,
+       CASE WHEN coalesce(c.relacl, acldefault('r', c.relowner)) = acldefault('r', c.relowner)
+            THEN 'owner only'
+            ELSE replace(c.relacl::text, current_user, 'OWNER') END AS acl
+  FROM pg_class c
  WHERE c.relnamespace = 'paygw'::regnamespace AND c.relkind IN ('r', 'v') ORDER BY 1;
 SELECT p.oid::regprocedure AS function, replace(p.proacl::text, current_user, 'OWNER') AS acl
   FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'

@@ -4,9 +4,9 @@
  *		Every difference between the PostgreSQL major versions paygw builds
  *		against lives here, and nowhere else.
  *
- * paygw is developed against PostgreSQL 15.  Later majors changed a few
- * signatures we use; each is wrapped below so the rest of the code calls one
- * spelling.
+ * paygw is built and tested against PostgreSQL 15 and 18.  Later majors
+ * changed a few signatures we use; each is wrapped below so the rest of the
+ * code, test programs included, calls one spelling.
  *
  *-------------------------------------------------------------------------
  */
@@ -29,6 +29,18 @@
 #else
 #define PAYGW_NORETURN_PREFIX
 #define PAYGW_NORETURN_SUFFIX pg_attribute_noreturn()
+#endif
+
+/*
+ * Up to PostgreSQL 15 a chunk's memory context is found through the pointer
+ * stored just before the chunk, so a program can bring its own context type
+ * (the fuzz harness's one-malloc-per-palloc guard context).  From 16 on a
+ * chunk header encodes one of the built-in types in a few bits instead.
+ */
+#if PG_VERSION_NUM < 160000
+#define PAYGW_HAVE_CUSTOM_MEMORY_CONTEXTS 1
+#else
+#define PAYGW_HAVE_CUSTOM_MEMORY_CONTEXTS 0
 #endif
 
 /* pg_b64_encode/decode take uint8 buffers from PostgreSQL 18 on */
