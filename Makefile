@@ -23,6 +23,7 @@ OBJS = \
 	src/create.o \
 	src/reconcile.o \
 	src/webhooks.o \
+	src/launcher.o \
 	src/worker.o \
 	src/http/http.o \
 	src/crypto/digest.o \

@@ -289,10 +289,12 @@ ALTER FUNCTION @extschema@.paygw_check_invoice(bigint) STRICT;
 -- It reads shared memory that changes under it.
 ALTER FUNCTION paygw.worker_status_info() VOLATILE;
 
--- The background worker as its shared memory sees it, now with its run and
--- the outcomes it could not apply at once: lost (the lease had passed to
--- another run or session, or the row was deleted; nothing written) and busy
--- (another session held the row; the result was kept and applied later).
+-- The background workers as shared memory sees them: one row per database
+-- with a worker (and one for the current database when it has none), now
+-- with each worker's run, the outcomes it could not apply at once -- lost
+-- (the lease had passed to another run or session, or the row was deleted;
+-- nothing written) and busy (another session held the row; the result was
+-- kept and applied later) -- and its state in words.
 CREATE FUNCTION paygw.worker_info(
     OUT running boolean, OUT pid integer, OUT database text,
     OUT started_at timestamptz, OUT last_pass_at timestamptz,
@@ -300,10 +302,10 @@ CREATE FUNCTION paygw.worker_info(
     OUT anomalies bigint, OUT errors bigint, OUT errors_by_kind jsonb,
     OUT in_flight integer, OUT max_concurrency integer, OUT max_per_account integer,
     OUT memory_bytes bigint, OUT run bigint, OUT lost bigint, OUT busy bigint,
-    OUT waiting_retry integer)
-RETURNS record
-LANGUAGE C VOLATILE
-AS 'MODULE_PATHNAME', 'paygw_worker_status_info';
+    OUT waiting_retry integer, OUT state text)
+RETURNS SETOF record
+LANGUAGE C VOLATILE ROWS 4
+AS 'MODULE_PATHNAME', 'paygw_worker_info';
 REVOKE ALL ON FUNCTION paygw.worker_info() FROM PUBLIC;
 
 -- The same columns as before, and the new ones after them.

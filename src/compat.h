@@ -15,6 +15,7 @@
 
 #include "postgres.h"
 
+#include "catalog/pg_database.h"
 #include "common/base64.h"
 #include "common/jsonapi.h"
 
@@ -61,6 +62,17 @@
 #define PAYGW_MY_LXID (MyProc->vxid.lxid)
 #else
 #define PAYGW_MY_LXID (MyProc->lxid)
+#endif
+
+/*
+ * A database DROP DATABASE left half-dropped (or is dropping): its
+ * datconnlimit is DATCONNLIMIT_INVALID_DB, from 15.4 on.  Takes a
+ * Form_pg_database.
+ */
+#ifdef DATCONNLIMIT_INVALID_DB
+#define paygw_database_is_invalid(form) ((form)->datconnlimit == DATCONNLIMIT_INVALID_DB)
+#else
+#define paygw_database_is_invalid(form) (false)
 #endif
 
 /*

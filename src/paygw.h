@@ -159,6 +159,7 @@ extern char *paygw_key_file;
 extern bool paygw_debug;
 extern int	paygw_key_cache_ttl_s;
 extern char *paygw_database;
+extern int	paygw_launcher_naptime_s;
 extern int	paygw_naptime_ms;
 extern int	paygw_batch_size;
 extern int	paygw_max_concurrency;
@@ -175,9 +176,10 @@ extern int	paygw_event_retention_s;
 
 extern void paygw_guc_init(void);
 
+/* launcher.c */
+extern void paygw_launcher_init(void);
+
 /* worker.c */
-extern void paygw_worker_register(void);
-extern void paygw_shmem_init(void);
 extern void paygw_wake_worker_at_commit(TimestampTz next_check_at);
 
 #endif							/* PAYGW_H */
