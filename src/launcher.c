@@ -104,9 +104,11 @@ typedef struct PaygwWorkerCtl
 	slock_t		mutex;			/* protects everything but the slots */
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
+	uint64		events;			/* changes notified so far */
 	int			nchanged;
-	bool		changed_overflow;	/* more than MAX_CHANGED: look at all */
+	uint64		overflow_event; /* more than MAX_CHANGED: look at all; 0: no */
 	Oid			changed[MAX_CHANGED];
+	uint64		changed_event[MAX_CHANGED];	/* each change's number */
 	PaygwPause	paused[MAX_PAUSED];
 	int			nslots;
 	PaygwWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
@@ -264,6 +266,24 @@ paygw_worker_slot_detach(PaygwWorkerSlot *slot)
 	paygw_launcher_wakeup();
 }
 
+/*
+ * The worker is about to look at its database's extension.  Changes
+ * notified up to now are committed and visible to the look; a later one
+ * makes the launcher have it looked at again.
+ */
+void
+paygw_worker_slot_looking(PaygwWorkerSlot *slot)
+{
+	uint64		events;
+
+	SpinLockAcquire(&ctl->mutex);
+	events = ctl->events;
+	SpinLockRelease(&ctl->mutex);
+	SpinLockAcquire(&slot->mutex);
+	slot->seen_events = events;
+	SpinLockRelease(&slot->mutex);
+}
+
 /* The worker says what it found in its database. */
 void
 paygw_worker_slot_set_state(PaygwWorkerSlot *slot, PaygwWorkerState state)
@@ -298,10 +318,14 @@ notify_extension_change(Oid dboid)
 	PaygwWorkerSlot *slot;
 
 	SpinLockAcquire(&ctl->mutex);
+	ctl->events++;
 	if (ctl->nchanged < MAX_CHANGED)
-		ctl->changed[ctl->nchanged++] = dboid;
+	{
+		ctl->changed[ctl->nchanged] = dboid;
+		ctl->changed_event[ctl->nchanged++] = ctl->events;
+	}
 	else
-		ctl->changed_overflow = true;
+		ctl->overflow_event = ctl->events;
 	SpinLockRelease(&ctl->mutex);
 	paygw_launcher_wakeup();
 
@@ -567,6 +591,7 @@ typedef struct LauncherDb
 {
 	Oid			oid;
 	char	   *name;
+	bool		listed;			/* named in paygw.database, or '*' */
 	bool		wanted;			/* listed, and a worker may run there */
 	const char *unusable;		/* listed by name, but: why no worker runs */
 } LauncherDb;
@@ -632,7 +657,8 @@ name_listed(List *names, const char *name)
 }
 
 /*
- * Read pg_database: every database, with whether a worker should run there.
+ * Read pg_database: every database, with whether it is listed and whether a
+ * worker should run there.
  * Runs a transaction; the result is in CurrentMemoryContext.
  */
 static List *
@@ -654,19 +680,18 @@ scan_databases(List *names, bool all)
 		LauncherDb *db;
 		MemoryContext old;
 
-		if (!named && !all)
-			continue;
 		old = MemoryContextSwitchTo(cxt);
 		db = palloc0(sizeof(LauncherDb));
 		db->oid = form->oid;
 		db->name = pstrdup(NameStr(form->datname));
+		db->listed = named || all;
 		if (paygw_database_is_invalid(form))
 			db->unusable = "is being dropped or was not completely dropped";
 		else if (form->datistemplate)
 			db->unusable = "is a template database";
 		else if (!form->datallowconn)
 			db->unusable = "does not allow connections";
-		db->wanted = db->unusable == NULL;
+		db->wanted = db->listed && db->unusable == NULL;
 		if (!named)
 			db->unusable = NULL;	/* '*' skips such databases silently */
 		dbs = lappend(dbs, db);
@@ -904,11 +929,13 @@ launcher_pass(void)
 	List	   *names = listed_names(&all);
 	List	   *dbs = scan_databases(names, all);
 	Oid			changed[MAX_CHANGED];
+	uint64		changed_event[MAX_CHANGED];
 	int			nchanged;
-	bool		overflow;
+	uint64		overflow;
 	Oid			paused[MAX_PAUSED];
 	int			starting = 0;
 	int			shortfall = 0;
+	bool		deferred = false;
 	int			used = 0;
 	const char *short_db = NULL;
 	TimestampTz now = GetCurrentTimestamp();
@@ -920,9 +947,10 @@ launcher_pass(void)
 	SpinLockAcquire(&ctl->mutex);
 	nchanged = ctl->nchanged;
 	memcpy(changed, ctl->changed, sizeof(Oid) * nchanged);
-	overflow = ctl->changed_overflow;
+	memcpy(changed_event, ctl->changed_event, sizeof(uint64) * nchanged);
+	overflow = ctl->overflow_event;
 	ctl->nchanged = 0;
-	ctl->changed_overflow = false;
+	ctl->overflow_event = 0;
 	for (int i = 0; i < MAX_PAUSED; i++)
 		paused[i] = ctl->paused[i].dboid;
 	SpinLockRelease(&ctl->mutex);
@@ -936,7 +964,10 @@ launcher_pass(void)
 				db->wanted = false;
 	}
 
-	/* paygw changed in these databases: whoever found it missing looks again */
+	/*
+	 * paygw changed in these databases: whoever found it missing looks
+	 * again, unless it looked after the change.
+	 */
 	foreach(lc, absent)
 	{
 		AbsentDb   *a = lfirst(lc);
@@ -951,11 +982,12 @@ launcher_pass(void)
 	for (int i = 0; i < ctl->nslots; i++)
 	{
 		PaygwWorkerSlot *slot = &ctl->slots[i];
-		bool		hit = overflow;
+		bool		hit;
 
 		SpinLockAcquire(&slot->mutex);
+		hit = overflow > slot->seen_events;
 		for (int k = 0; k < nchanged; k++)
-			if (changed[k] == slot->dboid)
+			if (changed[k] == slot->dboid && changed_event[k] > slot->seen_events)
 				hit = true;
 		if (hit && OidIsValid(slot->dboid) &&
 			slot->state != PAYGW_WORKER_READY && slot->state != PAYGW_WORKER_OLD)
@@ -1007,8 +1039,8 @@ launcher_pass(void)
 		if (alive)
 		{
 			used++;
-			if (s.state == PAYGW_WORKER_STARTING)
-				starting++;
+			if (s.state != PAYGW_WORKER_READY && s.state != PAYGW_WORKER_OLD)
+				starting++;		/* still looking, or about to exit */
 			if ((db == NULL || !db->wanted) && !s.stop)
 			{
 				Latch	   *latch;
@@ -1046,7 +1078,7 @@ launcher_pass(void)
 		}
 		if (s.stop || db == NULL || !db->wanted)
 		{
-			if (s.served && db != NULL && !name_listed(names, db->name) && !all)
+			if (s.served && db != NULL && !db->listed)
 				ereport(LOG,
 						errmsg("paygw worker for database \"%s\" stopped: the database is no longer in paygw.database",
 							   db->name));
@@ -1089,6 +1121,16 @@ launcher_pass(void)
 		i = find_slot(InvalidOid);
 		if (i < 0 || !launch_worker(i, db, true))
 		{
+			/*
+			 * Workers that are still looking hold slots for a moment only
+			 * (most of them, with '*', exit at once): wait for them before
+			 * calling the budget too small.
+			 */
+			if (starting > 0)
+			{
+				deferred = true;
+				break;
+			}
 			shortfall++;
 			short_db = db->name;
 			continue;
@@ -1116,13 +1158,13 @@ launcher_pass(void)
 				errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				errmsg("paygw could not start a worker for database \"%s\": no background worker slot is free",
 					   short_db),
-				errdetail("paygw needs %d background worker processes now (its launcher and one worker for each of %d databases); max_worker_processes is %d, which parallel queries, logical replication and other extensions share.",
-						  1 + used + shortfall, used + shortfall, max_worker_processes),
+				errdetail("paygw uses %d background worker processes and needs %d: its launcher and one worker for each of %d databases.  max_worker_processes is %d, and parallel queries, logical replication and other extensions take theirs from the same budget.",
+						  1 + used, 1 + used + shortfall, used + shortfall, max_worker_processes),
 				errhint("Raise max_worker_processes (a server restart), or name fewer databases in paygw.database.  paygw tries again every paygw.launcher_naptime."));
 		budget_warned = true;
 	}
-	else if (shortfall == 0)
-		budget_warned = false;
+	else if (shortfall == 0 && !deferred)
+		budget_warned = false;	/* every wanted database has its worker */
 
 	return Max(10L, wait_ms);
 }

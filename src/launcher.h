@@ -49,6 +49,7 @@ typedef struct PaygwWorkerSlot
 	pid_t		pid;			/* 0: no process */
 	Latch	   *latch;
 	TimestampTz exited_at;		/* when the last process went; 0: none yet */
+	uint64		seen_events;	/* extension changes before its last look */
 
 	/* the worker's counters (kept over restarts while the slot is held) */
 	TimestampTz started_at;
@@ -76,6 +77,7 @@ extern PaygwWorkerSlot *paygw_worker_slot(int slotno);
 extern PaygwWorkerSlot *paygw_worker_slot_for_database(Oid dboid);
 extern PaygwWorkerSlot *paygw_worker_slot_attach(int slotno, uint32 generation);
 extern void paygw_worker_slot_detach(PaygwWorkerSlot *slot);
+extern void paygw_worker_slot_looking(PaygwWorkerSlot *slot);
 extern void paygw_worker_slot_set_state(PaygwWorkerSlot *slot, PaygwWorkerState state);
 extern void paygw_launcher_wakeup(void);
 

@@ -34,8 +34,9 @@
  *
  * SIGHUP reloads settings.  SIGTERM (pg_terminate_backend, a server
  * shutdown) is orderly: the worker stops claiming, applies the results it
- * has, gives back the leases of requests not answered yet, and exits (with
- * code 1, so the postmaster starts it again unless the server is stopping).
+ * has, gives back the leases of requests not answered yet, and exits; the
+ * launcher starts it again after a short delay unless the server is
+ * stopping.
  * If the signal arrives inside one of its short transactions, that
  * transaction is rolled back instead and the next run takes its rows over.
  * The launcher stops a worker the same orderly way (the slot's stop flag)
@@ -589,6 +590,7 @@ paygw_worker_main(Datum main_arg)
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/* no paygw here: say so to the launcher and go, quietly */
+	paygw_worker_slot_looking(shared);
 	state = extension_state(&run_ext);
 	paygw_worker_slot_set_state(shared, state);
 	if (state == PAYGW_WORKER_ABSENT)
@@ -633,7 +635,7 @@ paygw_worker_main(Datum main_arg)
 		if (ShutdownRequestPending)
 		{
 			shutdown_run(pool, ready, nready, retry, nretry, run);
-			proc_exit(1);
+			proc_exit(0);		/* the launcher decides about a restart */
 		}
 
 		if (ConfigReloadPending)
@@ -664,6 +666,7 @@ paygw_worker_main(Datum main_arg)
 		{
 			Oid			ext;
 
+			paygw_worker_slot_looking(shared);
 			state = extension_state(&ext);
 			paygw_worker_slot_set_state(shared, state);
 			if (state == PAYGW_WORKER_ABSENT)
