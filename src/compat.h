@@ -75,6 +75,15 @@
 #define paygw_database_is_invalid(form) (false)
 #endif
 
+/* does roleid own database dboid (or is it a superuser)? (utils/acl.h) */
+#if PG_VERSION_NUM >= 160000
+#define paygw_database_ownercheck(dboid, roleid) \
+	object_ownercheck(DatabaseRelationId, (dboid), (roleid))
+#else
+#define paygw_database_ownercheck(dboid, roleid) \
+	pg_database_ownercheck((dboid), (roleid))
+#endif
+
 /*
  * Validate a JSON document without building anything.  Returns the parser's
  * error code; never throws for malformed input.  (PostgreSQL 17 changed the

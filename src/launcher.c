@@ -69,6 +69,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -434,7 +435,8 @@ paygw_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 
 /*
  * Keep the worker of database `name` away until this transaction ends, and
- * stop it now.
+ * stop it now.  Only for the database's owner (or a superuser): the command
+ * fails for anyone else anyway, and must not bounce the worker.
  */
 static void
 pause_database(const char *name)
@@ -444,7 +446,7 @@ pause_database(const char *name)
 	Latch	   *latch = NULL;
 	bool		taken = false;
 
-	if (!OidIsValid(dboid))
+	if (!OidIsValid(dboid) || !paygw_database_ownercheck(dboid, GetUserId()))
 		return;
 	SpinLockAcquire(&ctl->mutex);
 	for (int i = 0; i < MAX_PAUSED && !taken; i++)
@@ -1092,8 +1094,13 @@ launcher_pass(void)
 			used++;
 			if (!launch_worker(i, db, false))
 			{
-				shortfall++;
-				short_db = db->name;
+				if (starting > 0)
+					deferred = true;	/* see below */
+				else
+				{
+					shortfall++;
+					short_db = db->name;
+				}
 			}
 		}
 		else

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *		The reconciliation background worker and its shared memory.
+ *		A reconciliation worker: keeps one database's tracked invoices
+ *		current.
  *
  * With shared_preload_libraries = 'paygw', the launcher (launcher.c) starts
  * one worker in each database paygw.database names where the extension is
@@ -591,11 +592,10 @@ paygw_worker_main(Datum main_arg)
 
 	/* no paygw here: say so to the launcher and go, quietly */
 	paygw_worker_slot_looking(shared);
-	state = extension_state(&run_ext);
+	state = extension_state(&dboid);
 	paygw_worker_slot_set_state(shared, state);
 	if (state == PAYGW_WORKER_ABSENT)
 		proc_exit(0);
-	run_ext = InvalidOid;
 
 	workercxt = AllocSetContextCreate(TopMemoryContext, "paygw worker",
 									  ALLOCSET_DEFAULT_SIZES);

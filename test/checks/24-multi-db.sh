@@ -19,7 +19,8 @@
 #      error; then, over two naptimes, nothing starts for shop_a, for the
 #      listed database without paygw or for the one that does not exist, and
 #      each of those was reported once only;
-#   5. DROP DATABASE of a database whose worker runs succeeds at once;
+#   5. DROP DATABASE and ALTER DATABASE RENAME of a database whose worker
+#      runs succeed at once; a role that does not own it does not bounce it;
 #   6. paygw.database = '*' with max_worker_processes too small for every
 #      database with paygw: workers in as many as fit, none where paygw is
 #      not, and one WARNING that says how many paygw needs, not repeated.
@@ -203,7 +204,22 @@ ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 sleep 1
 [ "$(log_count "$mark" 'FATAL:')" = 0 ] || check_fail "FATAL after DROP DATABASE: $(tail -c +"$((mark + 1))" "$log" | grep FATAL | head -3)"
 echo "DROP DATABASE shop_c with its worker running: done in ${ms} ms"
-check_ok "DROP DATABASE stops the database's worker first"
+# a role that does not own the database cannot drop it, nor bounce its worker
+pid_e=$(worker_of shop_e)
+[ -n "$pid_e" ] || check_fail "no worker in shop_e"
+on postgres "CREATE ROLE shop_intruder LOGIN CREATEDB" >/dev/null
+if out=$(psql -X -q -h 127.0.0.1 -p "$port" -U shop_intruder -d postgres -c "DROP DATABASE shop_e" 2>&1); then
+    check_fail "shop_intruder dropped shop_e"
+fi
+grep -q "must be owner of database shop_e" <<<"$out" || check_fail "unexpected: $out"
+sleep 0.5
+[ "$(worker_of shop_e)" = "$pid_e" ] || check_fail "a refused DROP DATABASE bounced shop_e's worker"
+# rename: the worker stops first; the new name is not listed, the old one back is
+on postgres "ALTER DATABASE shop_e RENAME TO shop_e2" >/dev/null || check_fail "RENAME of shop_e failed while its worker ran"
+[ -z "$(worker_of shop_e2)" ] || check_fail "a worker runs in shop_e2, which is not listed"
+on postgres "ALTER DATABASE shop_e2 RENAME TO shop_e" >/dev/null
+wait_for 5 '[ -n "$(worker_of shop_e)" ]' || check_fail "no worker in shop_e after renaming it back"
+check_ok "DROP DATABASE and RENAME stop the database's worker first, for the owner only"
 
 # --- 6. '*', with too few worker processes -------------------------------------------
 # every database: postgres and shop_plain without paygw, shop_a, shop_b2 and
