@@ -559,6 +559,7 @@ paygw_worker_main(Datum main_arg)
 	int64		run = 0;
 	Oid			run_ext = InvalidOid;	/* the extension run was taken from */
 	Oid			dboid;
+	Oid			ext;
 	uint32		generation;
 	PaygwWorkerState state;
 	bool		said_started = false;
@@ -592,7 +593,7 @@ paygw_worker_main(Datum main_arg)
 
 	/* no paygw here: say so to the launcher and go, quietly */
 	paygw_worker_slot_looking(shared);
-	state = extension_state(&dboid);
+	state = extension_state(&ext);
 	paygw_worker_slot_set_state(shared, state);
 	if (state == PAYGW_WORKER_ABSENT)
 		proc_exit(0);
@@ -664,8 +665,6 @@ paygw_worker_main(Datum main_arg)
 		/* after sleeping, make sure there is something to work with */
 		if (idle && !ShutdownRequestPending)
 		{
-			Oid			ext;
-
 			paygw_worker_slot_looking(shared);
 			state = extension_state(&ext);
 			paygw_worker_slot_set_state(shared, state);
