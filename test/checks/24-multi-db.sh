@@ -62,10 +62,19 @@ mkdir -p "$dir"
 as_pg "$PG_BINDIR/initdb" -D "$data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync >/dev/null \
     || check_fail "initdb failed"
 cat "$PAYGW_TEST_CONF" >> "$data/postgresql.conf"
+# this check reads its server log: one file, the same format whatever the
+# suite's configuration (the secret scan's logs everything, elsewhere)
 cat >> "$data/postgresql.conf" <<'CONF'
 paygw.database = 'shop_a, shop_b, shop_c, shop_nodb, shop_plain'
 paygw.timeout = '10s'
+paygw.debug = off
 log_min_messages = debug1
+logging_collector = off
+log_destination = 'stderr'
+log_statement = 'none'
+log_min_error_statement = error
+log_error_verbosity = default
+log_connections = off
 CONF
 start
 [ "$(on postgres "SELECT current_setting('paygw.launcher_naptime')")" = 10s ] \
