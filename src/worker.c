@@ -462,7 +462,8 @@ sleep_time(int64 run)
 
 /*
  * Delete events older than paygw.event_retention (0: never) and webhooks
- * older than paygw.webhook_retention, at most 1000 of each at a time (it
+ * (and webhook probes) older than paygw.webhook_retention, at most 1000 of
+ * each at a time (it
  * runs when the worker is about to sleep, so it never delays checks).
  * Returns the most rows deleted from one table.  Runs a short transaction.
  */
@@ -490,7 +491,7 @@ purge_history(void)
 		values[1] = BoolGetDatum(table == 0);
 		values[2] = BoolGetDatum(table == 1);
 		if (SPI_execute_plan(paygw_spi_prepare_once(&plan,
-													"SELECT events OPERATOR(pg_catalog.+) webhooks"
+													"SELECT GREATEST(events, webhooks, probes)"
 													" FROM paygw.purge_history(pg_catalog.make_interval(secs => $1),"
 													" 1000, $2, $3)",
 													3, (Oid[]) {FLOAT8OID, BOOLOID, BOOLOID}),
