@@ -253,6 +253,21 @@ SELECT invoice_id IS NOT NULL AS has_invoice, verified, action
 SELECT provider, payment_id, order_id, status FROM paygw.invoices WHERE account = 'wh-ob';
 SELECT payment_id, order_id, state FROM paygw.webhook_probes WHERE account = 'wh-ob';
 
+-- where the gateway signs (Morune, AliKassa), the signature is checked
+-- first: a forged webhook about a payment paygw does not track makes no
+-- probe; the Morune documentation's webhook, good for a second shop account
+-- that tracks nothing, does (and the gateway does not have that invoice)
+INSERT INTO paygw.credentials (name, provider, merchant_id, secret, base_url, webhook_key) VALUES
+  ('wh-mo2', 'morune', '3fa85f64-5717-4562-b3fc-2c963f66afa6', 'morune-test-key-d6be9962',
+   :'emu' || '/morune', 'example');
+\! python3 "$PAYGW_TEST_DIR/emulator/stat.py" requests.morune
+SELECT paygw_try(format($$SELECT paygw_webhook('morune', %L, %L, NULL, 'wh-mo2', true)$$,
+    :'docs_body', '{"x-api-sha256-signature": "00' || repeat('ab', 31) || '"}'));
+SELECT count(*) AS probes FROM paygw.webhook_probes WHERE account = 'wh-mo2';
+SELECT invoice_id, verified, action FROM paygw_webhook('morune', :'docs_body', :'docs_sig', NULL, 'wh-mo2', true);
+\! python3 "$PAYGW_TEST_DIR/emulator/stat.py" requests.morune
+SELECT payment_id, state, last_error_code FROM paygw.webhook_probes WHERE account = 'wh-mo2';
+
 -- the rate: with 2 a minute, the third new payment of an account within the
 -- minute is ignored, and only two calls are made
 SET paygw.webhook_probe_rate = 2;
