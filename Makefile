@@ -22,6 +22,7 @@ OBJS = \
 	src/sql_tracking.o \
 	src/create.o \
 	src/reconcile.o \
+	src/probe.o \
 	src/webhooks.o \
 	src/launcher.o \
 	src/worker.o \

@@ -110,7 +110,7 @@ DROP SCHEMA regress_hijack CASCADE;
 
 DELETE FROM paygw.invoices;
 -- the application creates an invoice (tracked at once) and hands over a
--- webhook (about a payment paygw does not track: ignored)
+-- webhook (about a payment paygw does not track: a probe, left to the worker)
 SET ROLE regress_paygw_app;
 SELECT provider, account, order_id, status, pay_url IS NOT NULL AS pay_url
   FROM paygw_create_invoice('morune', 3, 'RUB', 'app-order-1', '{"comment": "from the app"}');

@@ -42,6 +42,7 @@ int			paygw_lease_time_s = 300;
 int			paygw_webhook_max_size = 64 * 1024;
 int			paygw_webhook_min_interval_s = 10;
 int			paygw_webhook_replay_window_s = 24 * 3600;
+int			paygw_webhook_probe_rate = 60;
 int			paygw_webhook_retention_s = 30 * 24 * 3600;
 int			paygw_event_retention_s = 0;
 
@@ -206,6 +207,13 @@ paygw_guc_init(void)
 							&paygw_webhook_replay_window_s,
 							24 * 3600, 0, 30 * 24 * 3600,
 							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("paygw.webhook_probe_rate",
+							"Most status calls per minute and account for webhooks about payments paygw does not track.",
+							"Each such payment is checked once (by the worker, or by paygw_webhook with confirm) and tracked only if the gateway has it; hints beyond the rate are ignored.  0 checks none.",
+							&paygw_webhook_probe_rate,
+							60, 0, 10000,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("paygw.webhook_retention",
 							"Age after which the worker deletes rows of paygw.webhooks.",

@@ -69,6 +69,7 @@ typedef struct PaygwWorkerSlot
 	uint64		lost;
 	uint64		busy;
 	int			waiting_retry;	/* results kept for a busy row */
+	bool		probes_queued;	/* a commit queued a webhook probe */
 } PaygwWorkerSlot;
 
 /* launcher.c */

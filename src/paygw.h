@@ -171,6 +171,7 @@ extern int	paygw_lease_time_s;
 extern int	paygw_webhook_max_size;
 extern int	paygw_webhook_min_interval_s;
 extern int	paygw_webhook_replay_window_s;
+extern int	paygw_webhook_probe_rate;
 extern int	paygw_webhook_retention_s;
 extern int	paygw_event_retention_s;
 
@@ -181,5 +182,6 @@ extern void paygw_launcher_init(void);
 
 /* worker.c */
 extern void paygw_wake_worker_at_commit(TimestampTz next_check_at);
+extern void paygw_wake_worker_for_probes_at_commit(void);
 
 #endif							/* PAYGW_H */

@@ -20,7 +20,10 @@
  *	- sleeps on its latch when nothing is due, until the next invoice falls
  *	  due or paygw.naptime at most; a commit that makes an invoice due
  *	  sooner than it planned to look (inserts one, or moves next_check_at
- *	  earlier) sets the latch (paygw.wake_worker trigger).
+ *	  earlier) sets the latch (paygw.wake_worker trigger),
+ *	- checks webhook probes (hints about payments paygw does not track, see
+ *	  probe.c) in the same pool, a batch at a time: when a commit queued one
+ *	  (paygw_webhook sets a flag and the latch), and when a retry falls due.
  *
  * Leases belong to a worker run: each start takes a number from the
  * sequence paygw.worker_runs and leases rows under it.  A row leased under
@@ -81,6 +84,7 @@
 
 #include "credentials.h"
 #include "launcher.h"
+#include "probe.h"
 #include "reconcile.h"
 
 PGDLLEXPORT void paygw_worker_main(Datum main_arg);
@@ -94,6 +98,8 @@ PGDLLEXPORT void paygw_worker_main(Datum main_arg);
 static PaygwWorkerSlot *shared = NULL;
 /* the worker's database, for messages */
 static char worker_dbname[NAMEDATALEN];
+/* most webhook probes checked at once */
+#define PROBE_BATCH 64
 
 static void set_in_flight(int n);
 static bool wake_registered = false;
@@ -103,6 +109,7 @@ static volatile sig_atomic_t in_transaction = false;
 static volatile sig_atomic_t stopping = false;
 static bool wake_pending = false;
 static TimestampTz wake_soonest;	/* earliest next_check_at written */
+static bool probe_pending = false;	/* this transaction queued a probe */
 
 /*
  * XactCallback, registered once per backend: when a transaction commits that
@@ -114,7 +121,7 @@ static void
 wake_at_commit(XactEvent event, void *arg)
 {
 	(void) arg;
-	if (!wake_pending)
+	if (!wake_pending && !probe_pending)
 		return;
 	if (event == XACT_EVENT_COMMIT)
 	{
@@ -124,9 +131,15 @@ wake_at_commit(XactEvent event, void *arg)
 		if (slot != NULL)
 		{
 			SpinLockAcquire(&slot->mutex);
-			if (slot->dboid == MyDatabaseId && slot->pid != 0 && slot->pid != MyProcPid &&
-				(slot->wake_at == 0 || wake_soonest < slot->wake_at))
-				latch = slot->latch;
+			if (slot->dboid == MyDatabaseId)
+			{
+				if (probe_pending)
+					slot->probes_queued = true;
+				if (slot->pid != 0 && slot->pid != MyProcPid &&
+					(probe_pending ||
+					 (wake_pending && (slot->wake_at == 0 || wake_soonest < slot->wake_at))))
+					latch = slot->latch;
+			}
 			SpinLockRelease(&slot->mutex);
 		}
 		if (latch != NULL)
@@ -135,7 +148,7 @@ wake_at_commit(XactEvent event, void *arg)
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PREPARE ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
-		wake_pending = false;
+		wake_pending = probe_pending = false;
 }
 
 /*
@@ -156,6 +169,24 @@ paygw_wake_worker_at_commit(TimestampTz next_check_at)
 	if (!wake_pending || next_check_at < wake_soonest)
 		wake_soonest = next_check_at;
 	wake_pending = true;
+}
+
+/*
+ * Note that the current transaction queued a webhook probe: at commit the
+ * worker is told to look for due probes, and woken.  A no-op when the
+ * worker is not loaded.
+ */
+void
+paygw_wake_worker_for_probes_at_commit(void)
+{
+	if (paygw_worker_slot_count() == 0)
+		return;
+	if (!wake_registered)
+	{
+		RegisterXactCallback(wake_at_commit, NULL);
+		wake_registered = true;
+	}
+	probe_pending = true;
 }
 
 static void
@@ -366,7 +397,8 @@ sleep_time(int64 run)
 
 /*
  * Delete events older than paygw.event_retention (0: never) and webhooks
- * older than paygw.webhook_retention, at most 1000 of each at a time (it
+ * (and webhook probes) older than paygw.webhook_retention, at most 1000 of
+ * each at a time (it
  * runs when the worker is about to sleep, so it never delays checks).
  * Returns the most rows deleted from one table.  Runs a short transaction.
  */
@@ -394,7 +426,7 @@ purge_history(void)
 		values[1] = BoolGetDatum(table == 0);
 		values[2] = BoolGetDatum(table == 1);
 		if (SPI_execute_plan(paygw_spi_prepare_once(&plan,
-													"SELECT events OPERATOR(pg_catalog.+) webhooks"
+													"SELECT GREATEST(events, webhooks, probes)"
 													" FROM paygw.purge_history(pg_catalog.make_interval(secs => $1),"
 													" 1000, $2, $3)",
 													3, (Oid[]) {FLOAT8OID, BOOLOID, BOOLOID}),
@@ -480,16 +512,120 @@ retry_busy(PaygwItem **retry, int nretry)
 }
 
 /*
+ * Claim due webhook probes (at most max) in a short transaction and queue
+ * their calls; probing[] gets those queued, finished[] those whose call
+ * could not even be prepared.  Returns how many were queued.  *look: when
+ * to look for due probes again (0: once this batch is done, as more may be
+ * due; DT_NOEND: only when a commit queues one).
+ */
+static int
+claim_probes(MemoryContext probecxt, PaygwHttpPool *pool, int max, int64 run,
+			 PaygwProbe **probing, PaygwProbe **finished, int *nfinished,
+			 TimestampTz *look)
+{
+	MemoryContext cxt = xact_begin("paygw: claiming webhook probes");
+	PaygwProbe **claimed = palloc(sizeof(PaygwProbe *) * max);
+	TimestampTz next_due;
+	TimestampTz now;
+	int			nprobing = 0;
+	int			n;
+
+	n = paygw_probe_claim(probecxt, max, run, claimed, &next_due);
+	xact_end(cxt);
+
+	/* requests go out only once the leases are committed */
+	for (int i = 0; i < n; i++)
+	{
+		if (claimed[i]->prepared)
+		{
+			paygw_probe_start(pool, claimed[i]);
+			probing[nprobing++] = claimed[i];
+		}
+		else
+			finished[(*nfinished)++] = claimed[i];
+	}
+	if (nprobing > 0)
+		paygw_http_pool_kick(pool);
+
+	now = GetCurrentTimestamp();
+	if (n == max)
+		*look = 0;
+	else if (next_due == DT_NOEND || next_due > now)
+		*look = next_due;
+	else
+	{
+		/* due, but over the account's rate or held by another session */
+		*look = TimestampTzPlusMilliseconds(now, 1000);
+	}
+	return nprobing;
+}
+
+/*
+ * Take the probes out of done[0..k-1] (what the pool finished) and off
+ * probing[], appending them to finished[]; returns how many invoice items
+ * are left in done[], in their order.
+ */
+static int
+split_probes(void **done, int k, PaygwProbe **probing, int *nprobing,
+			 PaygwProbe **finished, int *nfinished)
+{
+	int			kept = 0;
+
+	for (int i = 0; i < k; i++)
+	{
+		int			j = 0;
+
+		while (j < *nprobing && done[i] != (void *) probing[j])
+			j++;
+		if (j < *nprobing)
+		{
+			finished[(*nfinished)++] = probing[j];
+			probing[j] = probing[--(*nprobing)];
+		}
+		else
+			done[kept++] = done[i];
+	}
+	return kept;
+}
+
+/* Record the outcomes of finished probes in a short transaction; free them. */
+static void
+apply_probes(PaygwProbe **probes, int n)
+{
+	MemoryContext cxt;
+	PaygwProbeStats stats;
+
+	if (n <= 0)
+		return;
+	memset(&stats, 0, sizeof(stats));
+	cxt = xact_begin("paygw: recording webhook probes");
+	paygw_probe_apply(probes, n, &stats);
+	xact_end(cxt);
+	for (int i = 0; i < n; i++)
+		paygw_probe_free(probes[i]);
+	if (paygw_debug)
+		ereport(LOG,
+				errmsg("paygw worker: checked %d webhook probes: %d tracked, %d unknown, %d errors, %d gave up, %d lost, %d failed",
+					   n, stats.tracked, stats.unknown, stats.errors, stats.gave_up,
+					   stats.lost, stats.failed));
+}
+
+/*
  * The orderly end of a run (SIGTERM): apply the results already received and
  * those kept for busy rows, give back the leases of every request not
- * answered yet, exit.
+ * answered yet, exit.  Probes answered are recorded; those not answered
+ * stay leased by this run, and the next run takes them over at once.
  */
 static void
 shutdown_run(PaygwHttpPool *pool, PaygwItem **ready, int nready,
-			 PaygwItem **retry, int nretry, int64 run)
+			 PaygwItem **retry, int nretry, int64 run,
+			 PaygwProbe **probing, int nprobing,
+			 PaygwProbe **probes_done, int nprobes_done)
 {
 	int			cap = nready + nretry + paygw_http_pool_pending(pool);
 	PaygwItem **rest = palloc(sizeof(PaygwItem *) * Max(1, cap));
+	PaygwProbe **dropped = palloc(sizeof(PaygwProbe *) * Max(1, nprobing));
+	int			ndropped = 0;
 	int			nrest;
 	int			released = 0;
 	int			applied = nready + nretry;
@@ -497,7 +633,9 @@ shutdown_run(PaygwHttpPool *pool, PaygwItem **ready, int nready,
 	stopping = true;
 	/* requests still queued or on the wire: stop them, keep their items */
 	nrest = paygw_http_pool_cancel_all(pool, (void **) rest, cap);
+	nrest = split_probes((void **) rest, nrest, probing, &nprobing, dropped, &ndropped);
 	set_in_flight(0);
+	apply_probes(probes_done, nprobes_done);
 	if (nready + nretry > 0)
 	{
 		memcpy(ready + nready, retry, sizeof(PaygwItem *) * nretry);
@@ -543,12 +681,18 @@ paygw_worker_main(Datum main_arg)
 	MemoryContext poolcxt;
 	MemoryContext itemcxt;
 	MemoryContext passcxt;
+	MemoryContext probecxt;
 	PaygwHttpPool *pool;
 	PaygwItem **claimed;
 	PaygwItem **ready;
 	PaygwItem **retry;
+	PaygwProbe **probing;		/* probes whose calls are queued or running */
+	PaygwProbe **probes_done;	/* probes answered, to be recorded */
 	int			nready = 0;
 	int			nretry = 0;
+	int			nprobing = 0;
+	int			nprobes_done = 0;
+	TimestampTz probe_look = 0; /* when to look for due probes; 0: now */
 	int			capacity;
 	TimestampTz first_ready = 0;
 	TimestampTz last_retry = 0;
@@ -606,6 +750,8 @@ paygw_worker_main(Datum main_arg)
 									ALLOCSET_DEFAULT_SIZES);
 	passcxt = AllocSetContextCreate(workercxt, "paygw worker pass",
 									ALLOCSET_DEFAULT_SIZES);
+	probecxt = AllocSetContextCreate(workercxt, "paygw worker probes",
+									 ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(poolcxt);
 	pool = paygw_http_pool_create(concurrency, per_account);
 	MemoryContextSwitchTo(workercxt);
@@ -614,6 +760,8 @@ paygw_worker_main(Datum main_arg)
 	claimed = palloc(sizeof(PaygwItem *) * capacity);
 	ready = palloc(sizeof(PaygwItem *) * 2 * capacity);
 	retry = palloc(sizeof(PaygwItem *) * capacity);
+	probing = palloc(sizeof(PaygwProbe *) * PROBE_BATCH);
+	probes_done = palloc(sizeof(PaygwProbe *) * PROBE_BATCH);
 
 	for (;;)
 	{
@@ -635,7 +783,8 @@ paygw_worker_main(Datum main_arg)
 
 		if (ShutdownRequestPending)
 		{
-			shutdown_run(pool, ready, nready, retry, nretry, run);
+			shutdown_run(pool, ready, nready, retry, nretry, run,
+						 probing, nprobing, probes_done, nprobes_done);
 			proc_exit(0);		/* the launcher decides about a restart */
 		}
 
@@ -643,6 +792,7 @@ paygw_worker_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			probe_look = 0;		/* paygw.webhook_probe_rate may have changed */
 		}
 
 		/*
@@ -691,6 +841,28 @@ paygw_worker_main(Datum main_arg)
 				run_ext = ext;
 			}
 			idle = false;
+		}
+
+		/*
+		 * Webhook probes, a batch at a time: when a commit queued one, and
+		 * when one falls due (a retry, or the account's rate allows more).
+		 */
+		if (nprobing == 0 && !ShutdownRequestPending && paygw_webhook_probe_rate > 0 &&
+			concurrency == paygw_max_concurrency && per_account == paygw_max_per_account)
+		{
+			bool		queued;
+
+			SpinLockAcquire(&shared->mutex);
+			queued = shared->probes_queued;
+			shared->probes_queued = false;
+			SpinLockRelease(&shared->mutex);
+			if (queued || GetCurrentTimestamp() >= probe_look)
+			{
+				nprobing = claim_probes(probecxt, pool, Min(PROBE_BATCH, Max(1, concurrency)),
+										run, probing, probes_done, &nprobes_done, &probe_look);
+				apply_probes(probes_done, nprobes_done);
+				nprobes_done = 0;
+			}
 		}
 
 		/* results kept for rows another session held: try them again */
@@ -753,6 +925,9 @@ paygw_worker_main(Datum main_arg)
 						last_purge = GetCurrentTimestamp();
 					idle = true;
 					ms = sleep_time(run);
+					/* a probe's retry */
+					if (paygw_webhook_probe_rate > 0 && probe_look != DT_NOEND)
+						ms = Max(10L, Min(ms, (long) ((probe_look - GetCurrentTimestamp() + 999) / 1000)));
 				}
 				else
 					ms = RETRY_MS;
@@ -776,6 +951,14 @@ paygw_worker_main(Datum main_arg)
 			set_in_flight(paygw_http_pool_running(pool));
 			k = paygw_http_pool_run(pool, APPLY_DELAY_MS, (void **) (ready + nready),
 									capacity - nready);
+			if (nprobing > 0)
+				k = split_probes((void **) (ready + nready), k, probing, &nprobing,
+								 probes_done, &nprobes_done);
+			if (nprobes_done > 0 && !ShutdownRequestPending)
+			{
+				apply_probes(probes_done, nprobes_done);
+				nprobes_done = 0;
+			}
 			if (k > 0 && nready == 0)
 				first_ready = GetCurrentTimestamp();
 			nready += k;
