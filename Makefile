@@ -22,7 +22,9 @@ OBJS = \
 	src/sql_tracking.o \
 	src/create.o \
 	src/reconcile.o \
+	src/probe.o \
 	src/webhooks.o \
+	src/launcher.o \
 	src/worker.o \
 	src/http/http.o \
 	src/crypto/digest.o \

@@ -125,10 +125,16 @@ SELECT paygw_try(format('SELECT paygw_status(%L, %L, %L)', 'okepay', '106', payg
 SELECT paygw_try(format('SELECT paygw_status(%L, %L, %L)', 'obmenka', '79DF-60B0-1702', paygw_fault_account('ob', 'badsig')), true);
 SELECT paygw_try(format('SELECT paygw_status(%L, %L, %L)', 'obmenka', '79DF-60B0-1702', paygw_fault_account('ob', 'nosig')), true);
 
--- settings are validated
+-- settings are validated against their ranges (22023; the message's wording
+-- differs between PostgreSQL versions, so only the SQLSTATE is shown)
+SELECT name, unit, min_val, max_val FROM pg_settings
+ WHERE name IN ('paygw.timeout', 'paygw.connect_timeout', 'paygw.max_response_size')
+ ORDER BY name;
+\set VERBOSITY sqlstate
 SET paygw.timeout = 0;
 SET paygw.connect_timeout = '1h';
 SET paygw.max_response_size = 10;
+\set VERBOSITY default
 SET paygw.no_such_setting = 1;
 
 -- after all of that the session still works

@@ -307,10 +307,12 @@ ALTER FUNCTION @extschema@.paygw_check_invoice(bigint) STRICT;
 -- It reads shared memory that changes under it.
 ALTER FUNCTION paygw.worker_status_info() VOLATILE;
 
--- The background worker as its shared memory sees it, now with its run and
--- the outcomes it could not apply at once: lost (the lease had passed to
--- another run or session, or the row was deleted; nothing written) and busy
--- (another session held the row; the result was kept and applied later).
+-- The background workers as shared memory sees them: one row per database
+-- with a worker (and one for the current database when it has none), now
+-- with each worker's run, the outcomes it could not apply at once -- lost
+-- (the lease had passed to another run or session, or the row was deleted;
+-- nothing written) and busy (another session held the row; the result was
+-- kept and applied later) -- and its state in words.
 CREATE FUNCTION paygw.worker_info(
     OUT running boolean, OUT pid integer, OUT database text,
     OUT started_at timestamptz, OUT last_pass_at timestamptz,
@@ -318,10 +320,10 @@ CREATE FUNCTION paygw.worker_info(
     OUT anomalies bigint, OUT errors bigint, OUT errors_by_kind jsonb,
     OUT in_flight integer, OUT max_concurrency integer, OUT max_per_account integer,
     OUT memory_bytes bigint, OUT run bigint, OUT lost bigint, OUT busy bigint,
-    OUT waiting_retry integer)
-RETURNS record
-LANGUAGE C VOLATILE
-AS 'MODULE_PATHNAME', 'paygw_worker_status_info';
+    OUT waiting_retry integer, OUT state text)
+RETURNS SETOF record
+LANGUAGE C VOLATILE ROWS 4
+AS 'MODULE_PATHNAME', 'paygw_worker_info';
 REVOKE ALL ON FUNCTION paygw.worker_info() FROM PUBLIC;
 
 -- The same columns as before, and the new ones after them.
@@ -433,7 +435,8 @@ CREATE TABLE paygw.webhooks (
     order_id        text,
     event           text,
     action          text NOT NULL
-                    CHECK (action IN ('scheduled', 'confirmed', 'duplicate', 'ignored')),
+                    CHECK (action IN ('scheduled', 'confirmed', 'duplicate', 'ignored',
+                                      'probe', 'tracked', 'unknown')),
     detail          text,
     request_sha256  text NOT NULL
 );
@@ -451,6 +454,302 @@ CREATE TYPE paygw.webhook_result AS (
     action      text
 );
 
+-- Hints about payments paygw does not track: a webhook naming ids that no
+-- tracked invoice of its account has.  Each distinct one (per account, by
+-- the gateway's id, else by the order id where the gateway looks orders up)
+-- is checked once with a signed status call -- by the worker, or within
+-- paygw_webhook() with confirm -- and becomes a tracked invoice only when
+-- the gateway confirms the payment exists for that account.  Until then it
+-- lives here, not in paygw.invoices, which applications read.
+--   pending  not checked yet, or the check failed (last_error) and is tried
+--            again at next_attempt_at;
+--   tracked  the gateway has it: invoice_id is the invoice made for it (or
+--            the one tracked meanwhile);
+--   unknown  the gateway does not know it (PW010), or it could not be asked
+--            before paygw.give_up_after passed.
+-- Rows stay (so a repeated hint causes no second call) until purged with the
+-- webhooks, after paygw.webhook_retention.  lease_token: the worker run
+-- whose check is in flight; a row leased by any other run is taken over.
+CREATE TABLE paygw.webhook_probes (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    provider        text NOT NULL,
+    account         text NOT NULL REFERENCES paygw.credentials (name)
+                    ON UPDATE CASCADE ON DELETE CASCADE,
+    payment_id      text,
+    order_id        text,
+    state           text NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'tracked', 'unknown')),
+    webhook_id      bigint,
+    invoice_id      bigint REFERENCES paygw.invoices (id) ON DELETE SET NULL,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    next_attempt_at timestamptz DEFAULT pg_catalog.now(),
+    attempted_at    timestamptz,
+    attempts        integer NOT NULL DEFAULT 0,
+    finished_at     timestamptz,
+    last_error      text,
+    last_error_code text,
+    lease_token     bigint,
+    -- the one id the status call asks about
+    CONSTRAINT webhook_probes_one_id CHECK (pg_catalog.num_nonnulls(payment_id, order_id) = 1),
+    CONSTRAINT webhook_probes_pending CHECK ((state = 'pending') = (next_attempt_at IS NOT NULL)),
+    CONSTRAINT webhook_probes_payment_key UNIQUE (account, payment_id),
+    CONSTRAINT webhook_probes_order_key UNIQUE (account, order_id)
+);
+COMMENT ON TABLE paygw.webhook_probes IS
+    'Webhooks about payments paygw did not track: one status call each, tracked only if the gateway has the payment';
+COMMENT ON COLUMN paygw.webhook_probes.webhook_id IS
+    'The paygw.webhooks row that asked for the check (gone once purged)';
+CREATE INDEX webhook_probes_due ON paygw.webhook_probes (next_attempt_at)
+    WHERE next_attempt_at IS NOT NULL;
+-- the rate windows: probes made and checks started in the last minute
+CREATE INDEX webhook_probes_created ON paygw.webhook_probes (created_at);
+CREATE INDEX webhook_probes_attempted ON paygw.webhook_probes (attempted_at)
+    WHERE attempted_at IS NOT NULL;
+CREATE INDEX webhook_probes_invoice ON paygw.webhook_probes (invoice_id)
+    WHERE invoice_id IS NOT NULL;
+REVOKE ALL ON TABLE paygw.webhook_probes FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('paygw.webhook_probes', '');
+SELECT pg_catalog.pg_extension_config_dump('paygw.webhook_probes_id_seq', '');
+
+-- Take a hint about a payment no tracked invoice of the account has (called
+-- by paygw.webhook_record): payment_id or order_id is the id the status call
+-- will ask about (both NULL: the gateway cannot be asked about what the
+-- webhook names).
+--   probe      a new probe is made (confirm: the caller checks it now and
+--              counts as its first attempt);
+--   duplicate  a probe of that id is pending already;
+--   ignored    that id was probed before, probing is off (rate 0), or the
+--              account had rate probes made or checked in the last minute.
+-- Admissions of one account are serialised by an advisory lock, so the
+-- count is exact under READ COMMITTED.
+CREATE FUNCTION paygw.webhook_probe_admit(
+    p_provider text, p_account text, p_payment_id text, p_order_id text,
+    p_rate integer, p_confirm boolean,
+    OUT action text, OUT detail text, OUT probe_id bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- a handful of rows by key: never a plan cached while the table was small
+SET enable_seqscan = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    p paygw.webhook_probes;
+    recent bigint;
+BEGIN
+    IF p_payment_id IS NULL AND p_order_id IS NULL THEN
+        action := 'ignored';
+        detail := 'no tracked invoice has these ids, and the gateway has no lookup by the id named';
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('paygw.webhook_probes'), hashtext(p_account));
+    SELECT * INTO p FROM paygw.webhook_probes w
+     WHERE w.account = p_account
+       AND (w.payment_id = p_payment_id OR w.order_id = p_order_id)
+     LIMIT 1;
+    IF FOUND THEN
+        IF p.state = 'pending' THEN
+            action := 'duplicate';
+            detail := 'a check of this payment at the gateway is already scheduled';
+        ELSE
+            action := 'ignored';
+            detail := format('this payment was checked at the gateway before (%s)', p.state);
+        END IF;
+        RETURN;
+    END IF;
+    IF p_rate IS NULL OR p_rate <= 0 THEN
+        action := 'ignored';
+        detail := 'no tracked invoice has these ids (paygw.webhook_probe_rate is 0)';
+        RETURN;
+    END IF;
+    SELECT count(*) INTO recent FROM paygw.webhook_probes w
+     WHERE w.account = p_account
+       AND (w.created_at > now() - interval '1 minute' OR w.attempted_at > now() - interval '1 minute');
+    IF recent >= p_rate THEN
+        action := 'ignored';
+        detail := format('no tracked invoice has these ids, and the account is at paygw.webhook_probe_rate (%s a minute)',
+                         p_rate);
+        RETURN;
+    END IF;
+    INSERT INTO paygw.webhook_probes (provider, account, payment_id, order_id,
+                                      attempted_at, attempts)
+    VALUES (p_provider, p_account, p_payment_id, p_order_id,
+            CASE WHEN p_confirm THEN now() END, CASE WHEN p_confirm THEN 1 ELSE 0 END)
+    RETURNING id INTO probe_id;
+    action := 'probe';
+END;
+$$;
+REVOKE ALL ON FUNCTION paygw.webhook_probe_admit(text, text, text, text, integer, boolean)
+    FROM PUBLIC;
+
+-- Claim up to max_probes due probes for the worker run `run`, at most `rate`
+-- checks per account per minute (counting those started in the last minute,
+-- with confirm too); rows leased by any other run are taken over.  The
+-- caller commits and makes the calls with no transaction open.
+CREATE FUNCTION paygw.claim_probes(max_probes integer, run bigint, rate integer)
+RETURNS TABLE (id bigint, provider text, account text, payment_id text, order_id text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH recent AS (
+        SELECT r.account, count(*) AS n
+          FROM paygw.webhook_probes r
+         WHERE r.attempted_at > now() - interval '1 minute'
+         GROUP BY r.account
+    ), due AS (
+        SELECT p.id, p.next_attempt_at,
+               row_number() OVER (PARTITION BY p.account ORDER BY p.next_attempt_at, p.id)
+                 + COALESCE((SELECT recent.n FROM recent WHERE recent.account = p.account), 0) AS nth
+          FROM paygw.webhook_probes p
+         WHERE p.next_attempt_at <= now()
+           AND p.lease_token IS DISTINCT FROM claim_probes.run
+    ), mine AS (
+        SELECT p.id
+          FROM paygw.webhook_probes p
+         WHERE p.id IN (SELECT due.id FROM due
+                         WHERE due.nth <= claim_probes.rate
+                         ORDER BY due.next_attempt_at
+                         LIMIT claim_probes.max_probes)
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE paygw.webhook_probes p
+       SET lease_token = claim_probes.run, attempted_at = now(), attempts = p.attempts + 1
+      FROM mine
+     WHERE p.id = mine.id
+    RETURNING p.id, p.provider, p.account, p.payment_id, p.order_id;
+END;
+$$;
+REVOKE ALL ON FUNCTION paygw.claim_probes(integer, bigint, integer) FROM PUBLIC;
+
+-- Record the outcome of a probe's status call.  lease: the run that claimed
+-- it (NULL: the caller made the probe in this transaction, confirm).  kind:
+--   found      the gateway has the payment: it becomes a tracked invoice with
+--              the reported status, checked now (one event and one
+--              notification when that status is not pending, as for any
+--              change), or, if the application tracked it meanwhile, that
+--              invoice is linked and keeps its own schedule;
+--   not_found  the gateway does not know it (PW010): not tracked;
+--   error      anything else: tried again after a backoff of at least a
+--              minute (so a probe is checked at most once in any rate
+--              window), until give_up_after has passed since the webhook.
+-- The webhook that asked gets the outcome (action tracked or unknown, or the
+-- error in detail).  Returns outcome -- tracked, unknown, error, gave_up, or
+-- lost (not pending any more, or leased by another run: nothing written)
+-- -- and the invoice.
+CREATE FUNCTION paygw.probe_finish(
+    p_probe bigint, p_lease bigint, p_kind text,
+    p_status paygw.payment_status, p_provider_status text,
+    p_payment_id text, p_order_id text, p_amount numeric, p_currency text,
+    p_response jsonb, p_error_code text, p_error text,
+    p_backoff_initial float8, p_backoff_max float8, p_give_up_after float8,
+    OUT outcome text, OUT invoice_id bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    p paygw.webhook_probes;
+    inv paygw.invoices;
+    note text;
+BEGIN
+    SELECT * INTO p FROM paygw.webhook_probes w WHERE w.id = p_probe FOR UPDATE;
+    IF NOT FOUND OR p.state <> 'pending'
+       OR (p_lease IS NOT NULL AND p.lease_token IS DISTINCT FROM p_lease) THEN
+        outcome := 'lost';
+        RETURN;
+    END IF;
+
+    IF p_kind = 'found' THEN
+        -- under the id asked about (the one the gateway confirmed)
+        INSERT INTO paygw.invoices (provider, account, payment_id, order_id, status,
+                                    provider_status, amount, currency, response,
+                                    checked_at, check_count, next_check_at)
+        VALUES (p.provider, p.account, p.payment_id, p.order_id, p_status,
+                p_provider_status, p_amount, p_currency, p_response, now(), 1,
+                CASE WHEN p_status IN ('pending', 'authorized')
+                     THEN now() + make_interval(secs => least(p_backoff_max, p_backoff_initial)
+                                                        * (0.8 + 0.4 * random())) END)
+        ON CONFLICT DO NOTHING
+        RETURNING * INTO inv;
+        IF inv.id IS NULL THEN
+            SELECT * INTO inv FROM paygw.invoices i
+             WHERE i.account = p.account
+               AND (i.payment_id = p.payment_id OR i.order_id = p.order_id);
+            note := format('tracked meanwhile as invoice %s', inv.id);
+        ELSE
+            -- the reply's other id too, unless it is not one the gateway
+            -- could issue or another invoice has it
+            IF (p.payment_id IS NULL AND NULLIF(p_payment_id, '') IS NOT NULL)
+               OR (p.order_id IS NULL AND NULLIF(p_order_id, '') IS NOT NULL) THEN
+                BEGIN
+                    UPDATE paygw.invoices i
+                       SET payment_id = COALESCE(i.payment_id, NULLIF(p_payment_id, '')),
+                           order_id = COALESCE(i.order_id, NULLIF(p_order_id, ''))
+                     WHERE i.id = inv.id
+                    RETURNING * INTO inv;
+                EXCEPTION WHEN unique_violation OR SQLSTATE 'PW004' THEN
+                    NULL;
+                END;
+            END IF;
+            IF p_status <> 'pending' THEN
+                -- one event and one notification, as for any change
+                INSERT INTO paygw.invoice_events (invoice_id, old_status, new_status,
+                                                  provider_status, applied)
+                VALUES (inv.id, 'pending', p_status, p_provider_status, true);
+                PERFORM pg_notify('paygw_status', json_build_object(
+                    'invoice_id', inv.id,
+                    'provider', left(inv.provider, 200), 'account', left(inv.account, 200),
+                    'payment_id', left(inv.payment_id, 200), 'order_id', left(inv.order_id, 200),
+                    'old_status', 'pending'::paygw.payment_status, 'new_status', p_status,
+                    'provider_status', left(p_provider_status, 200))::text);
+            END IF;
+        END IF;
+        IF inv.id IS NULL THEN
+            RAISE EXCEPTION 'probe % found no invoice to track it as', p.id;
+        END IF;
+        UPDATE paygw.webhook_probes w
+           SET state = 'tracked', invoice_id = inv.id, finished_at = now(),
+               next_attempt_at = NULL, lease_token = NULL, last_error = NULL, last_error_code = NULL
+         WHERE w.id = p.id;
+        UPDATE paygw.webhooks w SET action = 'tracked', invoice_id = inv.id, detail = note
+         WHERE w.id = p.webhook_id AND w.action = 'probe';
+        outcome := 'tracked';
+        invoice_id := inv.id;
+    ELSIF p_kind = 'not_found' OR p.created_at + make_interval(secs => p_give_up_after) <= now() THEN
+        UPDATE paygw.webhook_probes w
+           SET state = 'unknown', finished_at = now(), next_attempt_at = NULL, lease_token = NULL,
+               last_error = p_error, last_error_code = p_error_code
+         WHERE w.id = p.id;
+        UPDATE paygw.webhooks w
+           SET action = 'unknown',
+               detail = CASE WHEN p_kind = 'not_found'
+                             THEN format('the gateway does not know this payment: %s', p_error)
+                             ELSE format('gave up after %s attempts: %s', p.attempts, p_error) END
+         WHERE w.id = p.webhook_id AND w.action = 'probe';
+        outcome := CASE WHEN p_kind = 'not_found' THEN 'unknown' ELSE 'gave_up' END;
+    ELSE
+        -- exponential backoff with +-20% jitter, never less than a minute
+        UPDATE paygw.webhook_probes w
+           SET next_attempt_at = now() + make_interval(secs => greatest(60,
+                   least(p_backoff_max, p_backoff_initial * power(2, least(greatest(p.attempts - 1, 0), 40)))
+                   * (0.8 + 0.4 * random()))),
+               lease_token = NULL, last_error = p_error, last_error_code = p_error_code
+         WHERE w.id = p.id;
+        UPDATE paygw.webhooks w
+           SET detail = format('the check failed and will be tried again: %s', p_error)
+         WHERE w.id = p.webhook_id AND w.action = 'probe';
+        outcome := 'error';
+    END IF;
+END;
+$$;
+REVOKE ALL ON FUNCTION paygw.probe_finish(bigint, bigint, text, paygw.payment_status, text,
+                                          text, text, numeric, text, jsonb, text, text,
+                                          float8, float8, float8) FROM PUBLIC;
+
 -- Record a parsed webhook and act on it (called by paygw_webhook() after the
 -- gateway's signature, where it signs, was checked):
 --   duplicate  the same request for this account within replay_window, or
@@ -460,12 +759,20 @@ CREATE TYPE paygw.webhook_result AS (
 --              is over (so a burst of webhooks causes one status call per
 --              interval); one in flight gets a second check right after the
 --              current one (hinted_at);
---   ignored    no tracked invoice of this account has those ids.
+--   probe, or duplicate or ignored
+--              no tracked invoice of this account has those ids: a hint
+--              about a payment paygw does not track, checked once at the
+--              gateway (paygw.webhook_probe_admit has the rules; the caller
+--              wakes the worker, or checks it itself with confirm):
+--              probe_id is the new probe.  p_order_lookup: the gateway can
+--              look payments up by order id (else only its own id is asked
+--              about).
 CREATE FUNCTION paygw.webhook_record(
     p_provider text, p_account text, p_verified boolean,
     p_payment_id text, p_order_id text, p_event text, p_request_sha256 text,
     p_min_interval interval, p_replay_window interval,
-    OUT invoice_id bigint, OUT action text, OUT webhook_id bigint)
+    p_order_lookup boolean, p_probe_rate integer, p_confirm boolean,
+    OUT invoice_id bigint, OUT action text, OUT webhook_id bigint, OUT probe_id bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET enable_seqscan = off
@@ -493,8 +800,11 @@ BEGIN
         action := 'duplicate';
         detail := 'the same request was received before';
     ELSIF inv.id IS NULL THEN
-        action := 'ignored';
-        detail := 'no tracked invoice has these ids';
+        SELECT a.action, a.detail, a.probe_id INTO action, detail, probe_id
+          FROM paygw.webhook_probe_admit(
+                   p_provider, p_account, p_payment_id,
+                   CASE WHEN p_payment_id IS NULL AND p_order_lookup THEN p_order_id END,
+                   p_probe_rate, p_confirm) a;
     ELSIF inv.lease_token IS NOT NULL AND inv.lease_until > now() THEN
         -- a check is in flight: have it followed by another
         IF inv.hinted_at IS NULL THEN
@@ -526,10 +836,14 @@ BEGIN
     VALUES (p_provider, p_account, p_verified, inv.id, left(p_payment_id, 300),
             left(p_order_id, 300), left(p_event, 100), action, detail, p_request_sha256)
     RETURNING id INTO webhook_id;
+    IF probe_id IS NOT NULL THEN
+        UPDATE paygw.webhook_probes p SET webhook_id = webhook_record.webhook_id WHERE p.id = probe_id;
+    END IF;
 END;
 $$;
 REVOKE ALL ON FUNCTION paygw.webhook_record(text, text, boolean, text, text, text, text,
-                                            interval, interval) FROM PUBLIC;
+                                            interval, interval, boolean, integer, boolean)
+    FROM PUBLIC;
 
 -- What the application's HTTP handler calls with the request it received.
 CREATE FUNCTION @extschema@.paygw_webhook(provider text, body text,
@@ -623,13 +937,15 @@ AS 'MODULE_PATHNAME', 'paygw_webhook_parse';
 REVOKE ALL ON FUNCTION paygw.webhook_parse(text, text, jsonb, text) FROM PUBLIC;
 
 -- Delete history older than older_than: invoice events (an audit trail: the
--- worker deletes them only with paygw.event_retention set) and webhooks (the
--- worker deletes them after paygw.webhook_retention).  At most max_rows of
--- each table (NULL: all), oldest first.  Returns how many rows went.
+-- worker deletes them only with paygw.event_retention set) and webhooks with
+-- the probes they asked for (the worker deletes them after
+-- paygw.webhook_retention; a probe's payment may then be probed again).  At
+-- most max_rows of each table (NULL: all), oldest first.  Returns how many
+-- rows went.
 CREATE FUNCTION paygw.purge_history(older_than interval, max_rows integer DEFAULT NULL,
                                     include_events boolean DEFAULT true,
                                     include_webhooks boolean DEFAULT true,
-                                    OUT events bigint, OUT webhooks bigint)
+                                    OUT events bigint, OUT webhooks bigint, OUT probes bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -644,6 +960,7 @@ BEGIN
     END IF;
     events := 0;
     webhooks := 0;
+    probes := 0;
     IF include_events THEN
         -- oldest first through the primary key: a batch stops after max_rows
         DELETE FROM paygw.invoice_events e
@@ -658,6 +975,11 @@ BEGIN
                                   WHERE o.received_at < now() - older_than
                                   ORDER BY o.received_at LIMIT max_rows));
         GET DIAGNOSTICS webhooks = ROW_COUNT;
+        DELETE FROM paygw.webhook_probes p
+         WHERE p.id = ANY (ARRAY(SELECT o.id FROM paygw.webhook_probes o
+                                  WHERE o.created_at < now() - older_than
+                                  ORDER BY o.created_at LIMIT max_rows));
+        GET DIAGNOSTICS probes = ROW_COUNT;
     END IF;
 END;
 $$;
@@ -677,7 +999,7 @@ ALTER TABLE paygw.invoices
 COMMENT ON COLUMN paygw.invoices.create_amount IS
     'The amount paygw_create_invoice() asked for (NULL for invoices only tracked)';
 COMMENT ON COLUMN paygw.invoices.create_currency IS
-    'The currency paygw_create_invoice() was given, as given';
+    'The currency paygw_create_invoice() sent, as the gateway spells it (or the ISO code it implies when none was given)';
 COMMENT ON COLUMN paygw.invoices.pay_url IS
     'Where to send the customer to pay, from the gateway''s create reply';
 COMMENT ON COLUMN paygw.invoices.expires_at IS

@@ -94,7 +94,10 @@ SELECT paygw_try($$SELECT paygw.rotate_key()$$, true);
 CREATE ROLE regress_paygw_keyless NOLOGIN;
 SET ROLE regress_paygw_keyless;
 SET paygw.key_file = '/tmp/x';
+-- 42501 (the message's wording differs between PostgreSQL versions)
+\set VERBOSITY sqlstate
 SHOW paygw.key_file;
+\set VERBOSITY default
 RESET ROLE;
 DROP ROLE regress_paygw_keyless;
 

@@ -9,12 +9,17 @@
 
 CREATE EXTENSION paygw;
 
--- the objects the extension made
-SELECT pg_describe_object(classid, objid, 0) AS object
-  FROM pg_depend
- WHERE refclassid = 'pg_extension'::regclass
-   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'paygw')
-   AND deptype = 'e'
+-- the objects the extension made, without the types that come with another
+-- object (a table's row type, a type's array type: internal dependencies),
+-- which PostgreSQL 18 lists as members too and 15 does not
+SELECT pg_describe_object(d.classid, d.objid, 0) AS object
+  FROM pg_depend d
+ WHERE d.refclassid = 'pg_extension'::regclass
+   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'paygw')
+   AND d.deptype = 'e'
+   AND NOT (d.classid = 'pg_type'::regclass
+            AND EXISTS (SELECT 1 FROM pg_depend i
+                         WHERE i.classid = d.classid AND i.objid = d.objid AND i.deptype = 'i'))
  ORDER BY 1;
 
 -- callable unqualified with the default search_path

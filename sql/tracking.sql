@@ -286,7 +286,7 @@ SELECT paygw_refresh() AS checked_after_expiry;
 SELECT status, lease_until, lease_token FROM paygw.invoices WHERE id = :leased;
 
 -- the worker's view (values depend on whether paygw is preloaded)
-SELECT count(*) AS rows FROM paygw.worker_status;
+SELECT count(*) AS rows FROM paygw.worker_status WHERE database = current_database();
 
 DELETE FROM paygw.invoices;
 DELETE FROM paygw.credentials WHERE name LIKE '%:%';

@@ -59,7 +59,8 @@ SELECT action FROM paygw_webhook('okepay', '{"transaction": {"id": 7, "status": 
 SELECT next_check_at - now() BETWEEN interval '8 s' AND interval '11 s' AS due_when_the_interval_ends
   FROM paygw.invoices WHERE id = :ok500;
 
--- a payment paygw does not track: ignored, no status call
+-- a payment paygw does not track: a probe (see below), and no status call
+-- in the call
 SELECT invoice_id, verified, action
   FROM paygw_webhook('okepay', '{"transaction": {"id": 3, "status": "confirmed", "invoice": {"paymentLinkId": 999999}}}',
                      '{}', NULL, 'wh-ok');
@@ -109,11 +110,200 @@ SELECT provider, account, verified, invoice_id IS NOT NULL AS tracked, payment_i
        length(request_sha256) AS hash_length
   FROM paygw.webhooks ORDER BY id;
 
+-- ---------------------------------------------------------------------------
+-- Probes: a webhook about a payment no tracked invoice of its account has.
+-- Each distinct payment is asked about once, at most
+-- paygw.webhook_probe_rate times per account and minute, and tracked only
+-- when the gateway has it.  The call is the worker's (none runs here: what
+-- it does is shown with paygw.claim_probes and paygw.probe_finish), or made
+-- within the call with confirm => true.
+-- ---------------------------------------------------------------------------
+INSERT INTO paygw.credentials (name, provider, merchant_id, secret, base_url) VALUES
+  ('wh-probe', 'okepay', 'demo-shop', 'okepay-test-secret-7Qx', :'emu' || '/okepay'),
+  ('wh-rate', 'okepay', 'demo-shop', 'okepay-test-secret-7Qx', :'emu' || '/okepay'),
+  ('wh-ob', 'obmenka', '1234', 'obmenka-test-salt-9Kp', :'emu' || '/obmenka');
+SHOW paygw.webhook_probe_rate;
+-- (no probe from the hint above, nor from the privileges suite)
+DELETE FROM paygw.webhook_probes;
+
+-- recorded and answered at once: no status call in the call, nothing tracked
+\! python3 "$PAYGW_TEST_DIR/emulator/stat.py" requests.okepay
+SELECT invoice_id, verified, action
+  FROM paygw_webhook('okepay', '{"transaction": {"id": 30, "invoice": {"paymentLinkId": 106}}}', '{}', NULL, 'wh-probe');
+\! python3 "$PAYGW_TEST_DIR/emulator/stat.py" requests.okepay
+SELECT count(*) AS tracked FROM paygw.invoices WHERE account = 'wh-probe';
+SELECT provider, payment_id, order_id, state, attempts, next_attempt_at <= now() AS due,
+       webhook_id = (SELECT max(id) FROM paygw.webhooks) AS asked_by_that_webhook
+  FROM paygw.webhook_probes WHERE account = 'wh-probe';
+-- the same payment in further webhooks, even with confirm: one probe, no call
+SELECT invoice_id, action
+  FROM paygw_webhook('okepay', '{"transaction": {"id": 31, "invoice": {"paymentLinkId": 106}}}', '{}', NULL, 'wh-probe');
+SELECT invoice_id, action
+  FROM paygw_webhook('okepay', '{"transaction": {"id": 32, "invoice": {"paymentLinkId": 106}}}', '{}', NULL, 'wh-probe', true);
+\! python3 "$PAYGW_TEST_DIR/emulator/stat.py" requests.okepay
+SELECT count(*) AS probes FROM paygw.webhook_probes WHERE account = 'wh-probe';
+-- an order id alone: OkePay cannot be asked by order id
+SELECT invoice_id, action
+  FROM paygw_webhook('okepay', '{"transaction": {"id": 33, "referenceId": "shop-order-1"}}', '{}', NULL, 'wh-probe');
+
+-- the worker claims the probe under its run (never twice), makes the call
+-- with no transaction open, and records the outcome: the gateway has the
+-- payment, so it becomes a tracked invoice with the status reported, one
+-- event, and the webhook that asked says so
+SELECT account, payment_id, order_id FROM paygw.claim_probes(10, 41, 60) ORDER BY payment_id;
+SELECT count(*) AS claimed_again FROM paygw.claim_probes(10, 41, 60);
+SELECT attempts, lease_token, attempted_at IS NOT NULL AS attempted FROM paygw.webhook_probes WHERE account = 'wh-probe';
+SELECT id AS probe FROM paygw.webhook_probes WHERE account = 'wh-probe' \gset
+-- (a result for another run is not written)
+SELECT * FROM paygw.probe_finish(:probe, 40, 'found', 'paid', 'confirmed', '106', 'ok-order-106',
+                                 1.00, 'CHF', '{}', NULL, NULL, 1, 2, 604800);
+SELECT outcome, invoice_id IS NOT NULL AS has_invoice
+  FROM paygw.probe_finish(:probe, 41, 'found', 'paid', 'confirmed', '106', 'ok-order-106',
+                          1.00, 'CHF', '{}', NULL, NULL, 1, 2, 604800);
+SELECT provider, payment_id, order_id, status, provider_status, amount, currency, check_count,
+       checked_at IS NOT NULL AS checked, next_check_at IS NULL AS final
+  FROM paygw.invoices WHERE account = 'wh-probe';
+SELECT e.old_status, e.new_status, e.provider_status, e.applied
+  FROM paygw.invoice_events e JOIN paygw.invoices i ON i.id = e.invoice_id WHERE i.account = 'wh-probe';
+SELECT p.state, p.next_attempt_at, p.lease_token, p.invoice_id = i.id AS linked
+  FROM paygw.webhook_probes p JOIN paygw.invoices i ON i.account = p.account WHERE p.account = 'wh-probe';
+SELECT payment_id, action, detail, invoice_id IS NOT NULL AS has_invoice
+  FROM paygw.webhooks WHERE account = 'wh-probe' ORDER BY id;
+-- now tracked: its next webhook makes its invoice due, as for any other
+SELECT invoice_id IS NOT NULL AS has_invoice, action
+  FROM paygw_webhook('okepay', '{"transaction": {"id": 34, "invoice": {"paymentLinkId": 106}}}', '{}', NULL, 'wh-probe');
+
+-- not found at the gateway: not tracked, and the payment is not asked about
+-- again (the probe is kept until the webhooks are purged)
+SELECT action FROM paygw_webhook('okepay', '{"transaction": {"id": 35, "invoice": {"paymentLinkId": 999998}}}', '{}', NULL, 'wh-probe');
+SELECT id AS probe FROM paygw.claim_probes(10, 41, 60) \gset
+SELECT outcome, invoice_id
+  FROM paygw.probe_finish(:probe, 41, 'not_found', NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                          'PW010', 'payment not found at the okepay gateway', 1, 2, 604800);
+SELECT state, last_error_code, next_attempt_at IS NULL AS done, invoice_id FROM paygw.webhook_probes WHERE id = :probe;
+SELECT action, detail FROM paygw.webhooks WHERE account = 'wh-probe' ORDER BY id DESC LIMIT 1;
+SELECT action FROM paygw_webhook('okepay', '{"transaction": {"id": 36, "invoice": {"paymentLinkId": 999998}}}', '{}', NULL, 'wh-probe', true);
+SELECT detail FROM paygw.webhooks WHERE account = 'wh-probe' ORDER BY id DESC LIMIT 1;
+SELECT count(*) AS tracked FROM paygw.invoices WHERE account = 'wh-probe' AND payment_id = '999998';
+
+-- any other error keeps the probe: tried again after a backoff of at least
+-- a minute (paygw.backoff_initial is 1 s here), until give_up_after
+SELECT action FROM paygw_webhook('okepay', '{"transaction": {"id": 37, "invoice": {"paymentLinkId": 999997}}}', '{}', NULL, 'wh-probe');
+SELECT id AS probe FROM paygw.claim_probes(10, 41, 60) \gset
+SELECT outcome FROM paygw.probe_finish(:probe, 41, 'error', NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                                       'PW021', 'okepay gateway did not answer in time', 1, 2, 604800);
+SELECT state, next_attempt_at - now() BETWEEN interval '50 s' AND interval '60 s' AS retry_in_a_minute,
+       lease_token, last_error_code
+  FROM paygw.webhook_probes WHERE id = :probe;
+SELECT action, detail FROM paygw.webhooks WHERE account = 'wh-probe' ORDER BY id DESC LIMIT 1;
+SELECT count(*) AS due_now FROM paygw.claim_probes(10, 41, 60);
+UPDATE paygw.webhook_probes SET next_attempt_at = now() WHERE id = :probe;
+SELECT count(*) AS due_again FROM paygw.claim_probes(10, 41, 60);
+SELECT attempts FROM paygw.webhook_probes WHERE id = :probe;
+-- ... and gives up once give_up_after has passed since the webhook came
+SELECT outcome FROM paygw.probe_finish(:probe, 41, 'error', NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                                       'PW021', 'okepay gateway did not answer in time', 1, 2, 0);
+SELECT state, next_attempt_at IS NULL AS done FROM paygw.webhook_probes WHERE id = :probe;
+SELECT action, detail FROM paygw.webhooks WHERE account = 'wh-probe' ORDER BY id DESC LIMIT 1;
+
+-- the application tracked the payment while its probe was in flight: that
+-- invoice is linked, untouched (no second row, no event)
+SELECT action FROM paygw_webhook('okepay', '{"transaction": {"id": 38, "invoice": {"paymentLinkId": 110}}}', '{}', NULL, 'wh-probe');
+SELECT id AS probe FROM paygw.claim_probes(10, 41, 60) \gset
+SELECT paygw_track('okepay', '110', NULL, 'wh-probe') AS ok110 \gset
+SELECT outcome, invoice_id = :ok110 AS the_tracked_one
+  FROM paygw.probe_finish(:probe, 41, 'found', 'refunded', 'refunded', '110', 'ok-order-110',
+                          1.00, 'CHF', '{}', NULL, NULL, 1, 2, 604800);
+SELECT status, check_count FROM paygw.invoices WHERE id = :ok110;
+SELECT count(*) AS events FROM paygw.invoice_events WHERE invoice_id = :ok110;
+SELECT action, detail = 'tracked meanwhile as invoice ' || :ok110 AS detail_names_it
+  FROM paygw.webhooks WHERE account = 'wh-probe' ORDER BY id DESC LIMIT 1;
+
+-- confirm => true: the call is made within paygw_webhook, once.  A payment
+-- the gateway has is tracked at once with its status (an open one with its
+-- next check scheduled and no event, as after a first check of a pending
+-- invoice) ...
+\! python3 "$PAYGW_TEST_DIR/emulator/stat.py" by_payment.okepay:101 by_payment.okepay:112
+SELECT invoice_id IS NOT NULL AS has_invoice, verified, action
+  FROM paygw_webhook('okepay', '{"transaction": {"id": 40, "invoice": {"paymentLinkId": 101}}}', '{}', NULL, 'wh-probe', true);
+SELECT invoice_id IS NOT NULL AS has_invoice, verified, action
+  FROM paygw_webhook('okepay', '{"transaction": {"id": 41, "invoice": {"paymentLinkId": 112}}}', '{}', NULL, 'wh-probe', true);
+\! python3 "$PAYGW_TEST_DIR/emulator/stat.py" by_payment.okepay:101 by_payment.okepay:112
+SELECT payment_id, order_id, status, provider_status, check_count, next_check_at > now() AS next_check_later,
+       (SELECT count(*) FROM paygw.invoice_events e WHERE e.invoice_id = i.id) AS events
+  FROM paygw.invoices i WHERE account = 'wh-probe' AND payment_id IN ('101', '112') ORDER BY payment_id;
+SELECT payment_id, state, attempts FROM paygw.webhook_probes
+ WHERE account = 'wh-probe' AND payment_id IN ('101', '112') ORDER BY payment_id;
+-- ... one it does not have is not; and a failed call leaves the probe to
+-- the worker
+\! python3 "$PAYGW_TEST_DIR/emulator/stat.py" requests.okepay
+SELECT invoice_id, action
+  FROM paygw_webhook('okepay', '{"transaction": {"id": 42, "invoice": {"paymentLinkId": 999996}}}', '{}', NULL, 'wh-probe', true);
+\! python3 "$PAYGW_TEST_DIR/emulator/stat.py" requests.okepay
+SELECT paygw_fault_account('wh-probe', 'status=503') AS faulty \gset
+SELECT invoice_id, action
+  FROM paygw_webhook('okepay', '{"transaction": {"id": 43, "invoice": {"paymentLinkId": 101}}}', '{}', NULL, :'faulty', true);
+SELECT state, attempts, last_error_code, next_attempt_at - attempted_at AS retry_after
+  FROM paygw.webhook_probes WHERE account = :'faulty';
+SELECT action, detail FROM paygw.webhooks WHERE account = :'faulty';
+-- Obmenka, by order id: its callback names the order (payment_id in the
+-- status_url's query); the gateway's own id is learnt from the reply
+SELECT invoice_id IS NOT NULL AS has_invoice, verified, action
+  FROM paygw_webhook('obmenka', '', '{}', 'payment_id=ob-order-1702', 'wh-ob', true);
+SELECT provider, payment_id, order_id, status FROM paygw.invoices WHERE account = 'wh-ob';
+SELECT payment_id, order_id, state FROM paygw.webhook_probes WHERE account = 'wh-ob';
+
+-- where the gateway signs (Morune, AliKassa), the signature is checked
+-- first: a forged webhook about a payment paygw does not track makes no
+-- probe; the Morune documentation's webhook, good for a second shop account
+-- that tracks nothing, does (and the gateway does not have that invoice)
+INSERT INTO paygw.credentials (name, provider, merchant_id, secret, base_url, webhook_key) VALUES
+  ('wh-mo2', 'morune', '3fa85f64-5717-4562-b3fc-2c963f66afa6', 'morune-test-key-d6be9962',
+   :'emu' || '/morune', 'example');
+\! python3 "$PAYGW_TEST_DIR/emulator/stat.py" requests.morune
+SELECT paygw_try(format($$SELECT paygw_webhook('morune', %L, %L, NULL, 'wh-mo2', true)$$,
+    :'docs_body', '{"x-api-sha256-signature": "00' || repeat('ab', 31) || '"}'));
+SELECT count(*) AS probes FROM paygw.webhook_probes WHERE account = 'wh-mo2';
+SELECT invoice_id, verified, action FROM paygw_webhook('morune', :'docs_body', :'docs_sig', NULL, 'wh-mo2', true);
+\! python3 "$PAYGW_TEST_DIR/emulator/stat.py" requests.morune
+SELECT payment_id, state, last_error_code FROM paygw.webhook_probes WHERE account = 'wh-mo2';
+
+-- the rate: with 2 a minute, the third new payment of an account within the
+-- minute is ignored, and only two calls are made
+SET paygw.webhook_probe_rate = 2;
+\! python3 "$PAYGW_TEST_DIR/emulator/stat.py" requests.okepay
+SELECT n, action
+  FROM generate_series(1, 3) n,
+       paygw_webhook('okepay', format('{"transaction": {"id": %s, "invoice": {"paymentLinkId": %s}}}', 50 + n, 888800 + n),
+                     '{}', NULL, 'wh-rate', true);
+\! python3 "$PAYGW_TEST_DIR/emulator/stat.py" requests.okepay
+SELECT payment_id, action, detail FROM paygw.webhooks WHERE account = 'wh-rate' ORDER BY id;
+SELECT count(*) AS probes FROM paygw.webhook_probes WHERE account = 'wh-rate';
+-- the worker keeps to the rate too, counting the calls started in the last
+-- minute (those made with confirm included): nothing more this minute
+SET paygw.webhook_probe_rate = 10;
+SELECT n, action
+  FROM generate_series(4, 6) n,
+       paygw_webhook('okepay', format('{"transaction": {"id": %s, "invoice": {"paymentLinkId": %s}}}', 50 + n, 888800 + n),
+                     '{}', NULL, 'wh-rate');
+SELECT count(*) AS claimed_at_rate_2 FROM paygw.claim_probes(10, 41, 2);
+SELECT count(*) AS claimed_at_rate_3 FROM paygw.claim_probes(10, 41, 3);
+SELECT count(*) AS claimed_at_rate_10 FROM paygw.claim_probes(10, 41, 10);
+-- off: no probe at all
+SET paygw.webhook_probe_rate = 0;
+SELECT action
+  FROM paygw_webhook('okepay', '{"transaction": {"id": 60, "invoice": {"paymentLinkId": 888870}}}', '{}', NULL, 'wh-rate');
+RESET paygw.webhook_probe_rate;
+SELECT detail FROM paygw.webhooks WHERE account = 'wh-rate' ORDER BY id DESC LIMIT 1;
+SELECT count(*) AS probes FROM paygw.webhook_probes WHERE payment_id = '888870';
+
 -- history that does not grow forever: paygw.purge_history deletes events
--- and webhooks older than an age, oldest first, at most max_rows of each
+-- and webhooks (and probes) older than an age, oldest first, at most
+-- max_rows of each
 UPDATE paygw.webhooks SET received_at = now() - interval '40 days'
  WHERE id IN (SELECT id FROM paygw.webhooks ORDER BY id LIMIT 3);
 UPDATE paygw.invoice_events SET created_at = now() - interval '40 days' WHERE invoice_id = :ok106;
+UPDATE paygw.webhook_probes SET created_at = now() - interval '40 days' WHERE account = 'wh-rate';
 SELECT count(*) AS webhooks_before FROM paygw.webhooks \gset
 SELECT * FROM paygw.purge_history(interval '30 days', 2);
 SELECT * FROM paygw.purge_history(interval '30 days');
@@ -125,5 +315,6 @@ SELECT paygw_try($$SELECT paygw.purge_history(NULL)$$);
 SELECT paygw_try($$SELECT paygw.purge_history(interval '1 day', 0)$$);
 
 DELETE FROM paygw.webhooks;
-DELETE FROM paygw.invoices WHERE account IN ('wh-mo', 'wh-ok');
-DELETE FROM paygw.credentials WHERE name IN ('wh-mo', 'wh-ok');
+DELETE FROM paygw.webhook_probes;
+DELETE FROM paygw.invoices WHERE account LIKE 'wh-%';
+DELETE FROM paygw.credentials WHERE name LIKE 'wh-%';

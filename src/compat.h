@@ -4,9 +4,9 @@
  *		Every difference between the PostgreSQL major versions paygw builds
  *		against lives here, and nowhere else.
  *
- * paygw is developed against PostgreSQL 15.  Later majors changed a few
- * signatures we use; each is wrapped below so the rest of the code calls one
- * spelling.
+ * paygw is built and tested against PostgreSQL 15 and 18.  Later majors
+ * changed a few signatures we use; each is wrapped below so the rest of the
+ * code, test programs included, calls one spelling.
  *
  *-------------------------------------------------------------------------
  */
@@ -15,6 +15,7 @@
 
 #include "postgres.h"
 
+#include "catalog/pg_database.h"
 #include "common/base64.h"
 #include "common/jsonapi.h"
 
@@ -29,6 +30,18 @@
 #else
 #define PAYGW_NORETURN_PREFIX
 #define PAYGW_NORETURN_SUFFIX pg_attribute_noreturn()
+#endif
+
+/*
+ * Up to PostgreSQL 15 a chunk's memory context is found through the pointer
+ * stored just before the chunk, so a program can bring its own context type
+ * (the fuzz harness's one-malloc-per-palloc guard context).  From 16 on a
+ * chunk header encodes one of the built-in types in a few bits instead.
+ */
+#if PG_VERSION_NUM < 160000
+#define PAYGW_HAVE_CUSTOM_MEMORY_CONTEXTS 1
+#else
+#define PAYGW_HAVE_CUSTOM_MEMORY_CONTEXTS 0
 #endif
 
 /* pg_b64_encode/decode take uint8 buffers from PostgreSQL 18 on */
@@ -49,6 +62,26 @@
 #define PAYGW_MY_LXID (MyProc->vxid.lxid)
 #else
 #define PAYGW_MY_LXID (MyProc->lxid)
+#endif
+
+/*
+ * A database DROP DATABASE left half-dropped (or is dropping): its
+ * datconnlimit is DATCONNLIMIT_INVALID_DB, from 15.4 on.  Takes a
+ * Form_pg_database.
+ */
+#ifdef DATCONNLIMIT_INVALID_DB
+#define paygw_database_is_invalid(form) ((form)->datconnlimit == DATCONNLIMIT_INVALID_DB)
+#else
+#define paygw_database_is_invalid(form) (false)
+#endif
+
+/* does roleid own database dboid (or is it a superuser)? (utils/acl.h) */
+#if PG_VERSION_NUM >= 160000
+#define paygw_database_ownercheck(dboid, roleid) \
+	object_ownercheck(DatabaseRelationId, (dboid), (roleid))
+#else
+#define paygw_database_ownercheck(dboid, roleid) \
+	pg_database_ownercheck((dboid), (roleid))
 #endif
 
 /*

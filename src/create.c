@@ -34,9 +34,9 @@
 #include "miscadmin.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
@@ -243,11 +243,16 @@ resolve_duplicate(const PaygwProvider *prov, PaygwAccount *account,
 						   res.currency ? res.currency : "in no currency");
 		paygw_raise(&err);
 	}
+	/*
+	 * Tracked as pending, whatever the lookup said: the worker's first check
+	 * (due at once) then records the change with its event and NOTIFY, as
+	 * for any other invoice, instead of a row that starts out final.
+	 */
 	out->duplicate = false;
 	out->payment_id = res.payment_id;
-	out->provider_status = res.provider_status;
-	out->status = res.status;
-	out->status_known = res.status_known;
+	out->provider_status = NULL;
+	out->status = PAYGW_STATUS_PENDING;
+	out->status_known = true;
 	out->pay_url = res.pay_url;
 	out->response = res.response;
 }
@@ -281,6 +286,8 @@ create_at_gateway(const PaygwProvider *prov, PaygwAccount *account,
 		req.label = prov->name;
 		if (!spec->build(account, in, &req, &err))
 			paygw_raise(&err);
+		/* a create must reach the gateway once (see http.c) */
+		req.not_idempotent = true;
 		paygw_wipe_on_reset(req.url);
 		perform(&req, &resp);
 		out->response = NULL;
@@ -327,6 +334,51 @@ combined_response(const PaygwCreateSpec *spec, Jsonb **responses, bool resolved)
 	}
 	appendStringInfoChar(&buf, '}');
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+/*
+ * The insert met a row tracked meanwhile without the create lock (by
+ * paygw_track, an application's INSERT or a webhook probe): adopt it when it
+ * is this payment (same order id, and the same gateway id or none yet),
+ * filling in what the create knows.  Anything else is PW009.  vals/nulls:
+ * the insert's arguments from $3 (payment_id) on.
+ */
+static int64
+adopt_tracked(const PaygwProvider *prov, PaygwAccount *account, const char *order_id,
+			  Datum *vals, char *nulls)
+{
+	static SPIPlanPtr adopt_plan = NULL;
+	Datum		args[11];
+	char		argnulls[11];
+	PaygwError	err;
+	bool		isnull;
+
+	args[0] = CStringGetTextDatum(account->name);
+	memcpy(&args[1], vals, sizeof(Datum) * 10);
+	argnulls[0] = ' ';
+	memcpy(&argnulls[1], nulls, 10);
+	if (SPI_execute_plan(paygw_spi_prepare_once(&adopt_plan,
+												"UPDATE paygw.invoices SET payment_id = COALESCE(payment_id, $2),"
+												" create_amount = $6, create_currency = $8, pay_url = $9,"
+												" expires_at = $10, create_response = $11"
+												" WHERE account OPERATOR(pg_catalog.=) $1"
+												" AND order_id OPERATOR(pg_catalog.=) $3"
+												" AND (payment_id IS NULL OR payment_id OPERATOR(pg_catalog.=) $2)"
+												" RETURNING id",
+												11, (Oid[]) {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+													NUMERICOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
+													JSONBOID}),
+						 args, argnulls, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "updating paygw.invoices failed");
+	if (SPI_processed == 1)
+		return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	paygw_set_error(&err, PAYGW_ERR_TRACK_CONFLICT,
+					"the %s invoice created for order id \"%s\" is already tracked differently",
+					prov->name, order_id);
+	paygw_error_detail(&err, "Its %s, or that order id, belongs to another tracked invoice.",
+					   prov->id_name);
+	paygw_raise(&err);
+	pg_unreachable();
 }
 
 /*
@@ -451,6 +503,24 @@ paygw_create_invoice(PG_FUNCTION_ARGS)
 												4, (Oid[]) {TEXTOID, TEXTOID, NUMERICOID, TEXTOID}),
 						 args, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reading paygw.invoices failed");
+	if (SPI_processed == 0 && IsolationUsesXactSnapshot())
+	{
+		/*
+		 * REPEATABLE READ or SERIALIZABLE: a create committed by another
+		 * session since this transaction's snapshot is invisible here, and
+		 * calling the gateway again would make a second invoice.  Look with
+		 * a fresh snapshot (the lock above waited for that session).
+		 */
+		if (SPI_execute_snapshot(find_plan, args, nulls, GetLatestSnapshot(), InvalidSnapshot,
+								 true, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "reading paygw.invoices failed");
+		if (SPI_processed > 0)
+			ereport(ERROR,
+					errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					errmsg("could not serialize access: order id \"%s\" was created by a concurrent transaction",
+						   order_id),
+					errhint("Retry the transaction: paygw_create_invoice then returns that invoice."));
+	}
 	if (SPI_processed == 1)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[0];
@@ -512,16 +582,11 @@ paygw_create_invoice(PG_FUNCTION_ARGS)
 														TIMESTAMPTZOID, JSONBOID}),
 							 args, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
 			elog(ERROR, "inserting into paygw.invoices failed");
-		if (SPI_processed != 1)
-		{
-			paygw_set_error(&err, PAYGW_ERR_TRACK_CONFLICT,
-							"%s %s \"%s\" is already tracked under another order id",
-							prov->name, prov->id_name, out.payment_id);
-			paygw_error_detail(&err, "The gateway created it (or had it) for order id \"%s\".", order_id);
-			paygw_raise(&err);
-		}
-		invoice_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-												 &isnull[0]));
+		if (SPI_processed == 1)
+			invoice_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+													 &isnull[0]));
+		else
+			invoice_id = adopt_tracked(prov, account, order_id, &args[2], &nulls[2]);
 	}
 
 	/* the row as it is now */
@@ -533,17 +598,18 @@ paygw_create_invoice(PG_FUNCTION_ARGS)
 												1, (Oid[]) {INT8OID}),
 						 args, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "reading paygw.invoices failed");
-	MemoryContextSwitchTo(oldcxt);
+	/* copied out of SPI's memory into callcxt (SPI_finish returns there) */
 	for (int i = 0; i < 9; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(SPI_tuptable->tupdesc, i);
 
 		values[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull[i]);
 		if (!isnull[i])
-			values[i] = datumCopy(values[i], att->attbyval, att->attlen);
+			values[i] = SPI_datumTransfer(values[i], att->attbyval, att->attlen);
 	}
-	row = heap_form_tuple(tupdesc, values, isnull);
 	SPI_finish();
+	MemoryContextSwitchTo(oldcxt);
+	row = heap_form_tuple(tupdesc, values, isnull);
 	MemoryContextDelete(callcxt);
 	PG_RETURN_DATUM(HeapTupleGetDatum(row));
 }

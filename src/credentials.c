@@ -248,9 +248,18 @@ paygw_account_complete(PaygwAccount *account, Jsonb *options, PaygwError *err)
 		{
 			paygw_set_error(err, PAYGW_ERR_INVALID_CREDENTIAL,
 							"unknown %s credential option \"%s\"", prov->name, key);
-			paygw_error_hint(err, "%s", prov->option_keys[0]
-							 ? "The options are \"digest\" and \"create\" (defaults for paygw_create_invoice)."
-							 : "The only option is \"create\" (defaults for paygw_create_invoice).");
+			{
+				StringInfoData keys;
+
+				initStringInfo(&keys);
+				for (const char *const *k = prov->option_keys; *k; k++)
+					appendStringInfo(&keys, "\"%s\"%s", *k, k[1] ? ", " : " ");
+				if (keys.len == 0)
+					paygw_error_hint(err, "The only option is \"create\" (defaults for paygw_create_invoice).");
+				else
+					paygw_error_hint(err, "The options are %sand \"create\" (defaults for paygw_create_invoice).",
+									 keys.data);
+			}
 			return false;
 		}
 		tok = JsonbIteratorNext(&it, &v, true);

@@ -3,9 +3,11 @@
  * guc.c
  *		paygw's configuration settings.
  *
- * All settings are superuser-only (PGC_SUSET): an application role must not
- * be able to loosen the bounds an operator set.  Operators can still set
- * them per role or per database with ALTER ROLE/DATABASE ... SET.
+ * All settings but paygw.database are superuser-only (PGC_SUSET): an
+ * application role must not be able to loosen the bounds an operator set.
+ * Operators can still set them per role or per database with ALTER
+ * ROLE/DATABASE ... SET.  paygw.database is read by the launcher, from the
+ * server configuration only (PGC_SIGHUP: a reload applies it).
  *
  *-------------------------------------------------------------------------
  */
@@ -14,7 +16,9 @@
 #include <limits.h>
 
 #include "miscadmin.h"
+#include "nodes/pg_list.h"
 #include "utils/guc.h"
+#include "utils/varlena.h"
 
 #include "paygw.h"
 
@@ -22,6 +26,7 @@ int			paygw_timeout_ms = 10000;
 int			paygw_connect_timeout_ms = 3000;
 int			paygw_max_response_size = 1024 * 1024;
 char	   *paygw_database = NULL;
+int			paygw_launcher_naptime_s = 10;
 char	   *paygw_ca_file = NULL;
 char	   *paygw_key_file = NULL;
 bool		paygw_debug = false;
@@ -37,8 +42,26 @@ int			paygw_lease_time_s = 300;
 int			paygw_webhook_max_size = 64 * 1024;
 int			paygw_webhook_min_interval_s = 10;
 int			paygw_webhook_replay_window_s = 24 * 3600;
+int			paygw_webhook_probe_rate = 60;
 int			paygw_webhook_retention_s = 30 * 24 * 3600;
 int			paygw_event_retention_s = 0;
+
+/* paygw.database must be a list of names (quoted with "" where needed) */
+static bool
+check_database_list(char **newval, void **extra, GucSource source)
+{
+	char	   *raw = pstrdup(*newval ? *newval : "");
+	List	   *names = NIL;
+	bool		ok = SplitGUCList(raw, ',', &names);
+
+	(void) extra;
+	(void) source;
+	if (!ok)
+		GUC_check_errdetail("List syntax is invalid.");
+	list_free(names);
+	pfree(raw);
+	return ok;
+}
 
 /* Define the settings; called from _PG_init. */
 void
@@ -93,19 +116,21 @@ paygw_guc_init(void)
 							60, 0, 86400,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
-	/*
-	 * A postmaster-level setting can only be defined while preloading; when
-	 * a backend loads paygw on demand there is no worker, and the setting is
-	 * only informative.
-	 */
 	DefineCustomStringVariable("paygw.database",
-							   "Database the reconciliation worker works in.",
-							   "Needs shared_preload_libraries = 'paygw'; the extension must be created there.",
+							   "Databases the reconciliation workers work in: a comma-separated list, or * for every database.",
+							   "Needs shared_preload_libraries = 'paygw'.  One worker runs in each listed database where the extension is created; * means every database that allows connections and is not a template.",
 							   &paygw_database,
 							   "postgres",
-							   process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP,
-							   0,
-							   NULL, NULL, NULL);
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   check_database_list, NULL, NULL);
+	DefineCustomIntVariable("paygw.launcher_naptime",
+							"How often the launcher looks for databases that need a worker.",
+							"CREATE EXTENSION, DROP EXTENSION and CREATE DATABASE wake it at once; the naptime bounds the rest.",
+							&paygw_launcher_naptime_s,
+							10, 1, 3600,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("paygw.naptime",
 							"Longest time the worker sleeps when no invoice is due.",
 							"It wakes earlier when the next invoice falls due, or when a commit makes one due.",
@@ -182,6 +207,13 @@ paygw_guc_init(void)
 							&paygw_webhook_replay_window_s,
 							24 * 3600, 0, 30 * 24 * 3600,
 							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("paygw.webhook_probe_rate",
+							"Most status calls per minute and account for webhooks about payments paygw does not track.",
+							"Each such payment is checked once (by the worker, or by paygw_webhook with confirm) and tracked only if the gateway has it; hints beyond the rate are ignored.  0 checks none.",
+							&paygw_webhook_probe_rate,
+							60, 0, 10000,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("paygw.webhook_retention",
 							"Age after which the worker deletes rows of paygw.webhooks.",

@@ -26,8 +26,5 @@ _PG_init(void)
 	paygw_http_init();
 	paygw_account_cache_init();
 	if (process_shared_preload_libraries_in_progress)
-	{
-		paygw_shmem_init();
-		paygw_worker_register();
-	}
+		paygw_launcher_init();
 }

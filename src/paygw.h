@@ -161,6 +161,7 @@ extern char *paygw_key_file;
 extern bool paygw_debug;
 extern int	paygw_key_cache_ttl_s;
 extern char *paygw_database;
+extern int	paygw_launcher_naptime_s;
 extern int	paygw_naptime_ms;
 extern int	paygw_batch_size;
 extern int	paygw_max_concurrency;
@@ -172,14 +173,17 @@ extern int	paygw_lease_time_s;
 extern int	paygw_webhook_max_size;
 extern int	paygw_webhook_min_interval_s;
 extern int	paygw_webhook_replay_window_s;
+extern int	paygw_webhook_probe_rate;
 extern int	paygw_webhook_retention_s;
 extern int	paygw_event_retention_s;
 
 extern void paygw_guc_init(void);
 
+/* launcher.c */
+extern void paygw_launcher_init(void);
+
 /* worker.c */
-extern void paygw_worker_register(void);
-extern void paygw_shmem_init(void);
 extern void paygw_wake_worker_at_commit(TimestampTz next_check_at);
+extern void paygw_wake_worker_for_probes_at_commit(void);
 
 #endif							/* PAYGW_H */

@@ -788,3 +788,14 @@ paygw_reconcile_pass(int max_invoices, int64 invoice_id, PaygwApplyStats *stats)
 	MemoryContextDelete(passcxt);
 	return n;
 }
+
+/*
+ * The pool group of an account's requests (the per-account concurrency
+ * cap), for other requests that share the pool with the checks: the
+ * worker's webhook probes (probe.c).
+ */
+int
+paygw_reconcile_account_group(const char *account)
+{
+	return account_group(account);
+}

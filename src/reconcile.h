@@ -78,5 +78,6 @@ extern void paygw_reconcile_free(PaygwItem *item);
 extern int	paygw_reconcile_release(PaygwItem **items, int n, int64 run);
 extern int	paygw_reconcile_pass(int max_invoices, int64 invoice_id,
 								 PaygwApplyStats *stats);
+extern int	paygw_reconcile_account_group(const char *account);
 
 #endif							/* PAYGW_RECONCILE_H */

@@ -197,9 +197,10 @@ paygw_credentials_validate(PG_FUNCTION_ARGS)
 		paygw_set_error(&err, PAYGW_ERR_INVALID_CREDENTIAL, "merchant_id must not be empty");
 	else if (stored_secret == NULL || stored_secret[0] == '\0')
 		paygw_set_error(&err, PAYGW_ERR_INVALID_CREDENTIAL, "secret must not be empty");
-	else if (stored_password != NULL && acct->provider != &paygw_alikassa)
+	else if (stored_password != NULL && !acct->provider->secret_password)
 		paygw_set_error(&err, PAYGW_ERR_INVALID_CREDENTIAL,
-						"secret_password is used only by alikassa accounts");
+						"secret_password is used only by %s accounts",
+						paygw_provider_names_with_password());
 	else if (isnull)
 		paygw_set_error(&err, PAYGW_ERR_INVALID_CREDENTIAL, "options must not be null");
 	else if ((acct->secret = trigger_open(stored_secret, name, old_name, "secret", &err)) == NULL)

@@ -14,8 +14,11 @@
  *
  * Abuse: the request size is capped (paygw.webhook_max_size); a replayed
  * request is recognised (paygw.webhook_replay_window); a burst of webhooks
- * for one invoice causes one status call per paygw.webhook_min_interval; a
- * webhook about a payment paygw does not track causes no call at all.
+ * for one invoice causes one status call per paygw.webhook_min_interval.  A
+ * webhook about a payment paygw does not track is a probe (probe.c): one
+ * status call per distinct payment, at most paygw.webhook_probe_rate per
+ * account and minute, made by the worker (woken at commit) or, with
+ * confirm, here; the payment is tracked only if the gateway has it.
  *
  *-------------------------------------------------------------------------
  */
@@ -32,6 +35,7 @@
 
 #include "credentials.h"
 #include "crypto/crypto.h"
+#include "probe.h"
 #include "providers/provider.h"
 #include "reconcile.h"
 #include "sqlutil.h"
@@ -91,12 +95,13 @@ paygw_webhook(PG_FUNCTION_ARGS)
 	char	   *query;
 	bool		confirm;
 	size_t		size;
-	Datum		args[9];
-	char		argnulls[9];
+	Datum		args[12];
+	char		argnulls[12];
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
 	int64		invoice_id = 0;
 	int64		webhook_id = 0;
+	int64		probe_id = 0;
 	char	   *action = NULL;
 	bool		isnull;
 
@@ -162,17 +167,22 @@ paygw_webhook(PG_FUNCTION_ARGS)
 	args[6] = CStringGetTextDatum(request_hash(req.body, req.body_len, query));
 	args[7] = Float8GetDatum((double) paygw_webhook_min_interval_s);
 	args[8] = Float8GetDatum((double) paygw_webhook_replay_window_s);
+	/* a payment paygw does not track is looked up by order id where it can be */
+	args[9] = BoolGetDatum(prov->order_name != NULL);
+	args[10] = Int32GetDatum(paygw_webhook_probe_rate);
+	args[11] = BoolGetDatum(confirm);
 	memset(argnulls, ' ', sizeof(argnulls));
 	argnulls[3] = info.payment_id ? ' ' : 'n';
 	argnulls[4] = info.order_id ? ' ' : 'n';
 	argnulls[5] = info.event ? ' ' : 'n';
 	if (SPI_execute_plan(paygw_spi_prepare_once(&record_plan,
-												"SELECT invoice_id, action, webhook_id FROM paygw.webhook_record("
+												"SELECT invoice_id, action, webhook_id, probe_id FROM paygw.webhook_record("
 												"$1, $2, $3, $4, $5, $6, $7,"
 												" pg_catalog.make_interval(secs => $8),"
-												" pg_catalog.make_interval(secs => $9))",
-												9, (Oid[]) {TEXTOID, TEXTOID, BOOLOID, TEXTOID, TEXTOID,
-													TEXTOID, TEXTOID, FLOAT8OID, FLOAT8OID}),
+												" pg_catalog.make_interval(secs => $9), $10, $11, $12)",
+												12, (Oid[]) {TEXTOID, TEXTOID, BOOLOID, TEXTOID, TEXTOID,
+													TEXTOID, TEXTOID, FLOAT8OID, FLOAT8OID, BOOLOID,
+												INT4OID, BOOLOID}),
 						 args, argnulls, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "paygw.webhook_record failed");
 	{
@@ -183,6 +193,8 @@ paygw_webhook(PG_FUNCTION_ARGS)
 		invoice_id = isnull ? 0 : DatumGetInt64(d);
 		action = MemoryContextStrdup(callcxt, SPI_getvalue(tuple, desc, 2));
 		webhook_id = DatumGetInt64(SPI_getbinval(tuple, desc, 3, &isnull));
+		d = SPI_getbinval(tuple, desc, 4, &isnull);
+		probe_id = isnull ? 0 : DatumGetInt64(d);
 	}
 
 	/*
@@ -207,6 +219,29 @@ paygw_webhook(PG_FUNCTION_ARGS)
 								 upd, NULL, false, 0) != SPI_OK_UPDATE)
 				elog(ERROR, "updating paygw.webhooks failed");
 		}
+	}
+
+	/*
+	 * A payment paygw does not track: with confirm, ask the gateway now;
+	 * otherwise (or when that call failed) the worker does, woken at commit.
+	 */
+	if (strcmp(action, "probe") == 0)
+	{
+		if (confirm)
+		{
+			int64		tracked = 0;
+			const char *outcome = paygw_probe_now(probe_id, &tracked);
+
+			if (strcmp(outcome, "tracked") == 0)
+			{
+				action = "tracked";
+				invoice_id = tracked;
+			}
+			else if (strcmp(outcome, "unknown") == 0 || strcmp(outcome, "gave_up") == 0)
+				action = "unknown";
+		}
+		if (strcmp(action, "probe") == 0)
+			paygw_wake_worker_for_probes_at_commit();
 	}
 	SPI_finish();
 

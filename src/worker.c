@@ -1,10 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *		The reconciliation background worker and its shared memory.
+ *		A reconciliation worker: keeps one database's tracked invoices
+ *		current.
  *
- * With shared_preload_libraries = 'paygw', one worker runs in database
- * paygw.database and keeps tracked invoices current:
+ * With shared_preload_libraries = 'paygw', the launcher (launcher.c) starts
+ * one worker in each database paygw.database names where the extension is
+ * created.  Each keeps its database's tracked invoices current on its own
+ * (its own process, connection, gateway requests and leases):
  *
  *	- it claims due invoices in short transactions (FOR NO KEY UPDATE SKIP
  *	  LOCKED plus a lease, so a crash or a second worker can never lose or
@@ -17,7 +20,10 @@
  *	- sleeps on its latch when nothing is due, until the next invoice falls
  *	  due or paygw.naptime at most; a commit that makes an invoice due
  *	  sooner than it planned to look (inserts one, or moves next_check_at
- *	  earlier) sets the latch (paygw.wake_worker trigger).
+ *	  earlier) sets the latch (paygw.wake_worker trigger),
+ *	- checks webhook probes (hints about payments paygw does not track, see
+ *	  probe.c) in the same pool, a batch at a time: when a commit queued one
+ *	  (paygw_webhook sets a flag and the latch), and when a retry falls due.
  *
  * Leases belong to a worker run: each start takes a number from the
  * sequence paygw.worker_runs and leases rows under it.  A row leased under
@@ -32,13 +38,18 @@
  *
  * SIGHUP reloads settings.  SIGTERM (pg_terminate_backend, a server
  * shutdown) is orderly: the worker stops claiming, applies the results it
- * has, gives back the leases of requests not answered yet, and exits (with
- * code 1, so the postmaster starts it again unless the server is stopping).
+ * has, gives back the leases of requests not answered yet, and exits; the
+ * launcher starts it again after a short delay unless the server is
+ * stopping.
  * If the signal arrives inside one of its short transactions, that
  * transaction is rolled back instead and the next run takes its rows over.
+ * The launcher stops a worker the same orderly way (the slot's stop flag)
+ * when its database leaves paygw.database or a DROP DATABASE needs it gone.
  * Postmaster death is noticed within one poll interval even while requests
- * are in flight.  While the extension is not created (or not yet updated to
- * this library's version) in paygw.database it waits quietly.
+ * are in flight.  A worker that finds no extension paygw in its database
+ * (never created, or dropped) says so in its slot and exits; the launcher
+ * starts it again when paygw is created there.  While the extension is older
+ * than this library's version it waits quietly for ALTER EXTENSION UPDATE.
  *
  * Memory: each invoice's check lives in its own context, deleted when its
  * outcome is applied; everything else a pass allocates goes into a context
@@ -50,6 +61,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -68,8 +80,11 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 #include "credentials.h"
+#include "launcher.h"
+#include "probe.h"
 #include "reconcile.h"
 
 PGDLLEXPORT void paygw_worker_main(Datum main_arg);
@@ -78,39 +93,15 @@ PGDLLEXPORT void paygw_worker_main(Datum main_arg);
 #define APPLY_DELAY_MS 50
 /* how often results kept because their row was busy are tried again */
 #define RETRY_MS 200
-/* restart delay after a crash, seconds */
-#define RESTART_SECONDS 2
 
-typedef struct PaygwShared
-{
-	slock_t		mutex;
-	bool		running;
-	pid_t		pid;
-	Latch	   *latch;
-	TimestampTz started_at;
-	TimestampTz last_pass_at;
-	uint64		passes;
-	uint64		checked;
-	uint64		changed;
-	uint64		anomalies;
-	uint64		errors;
-	uint64		errors_by_kind[PAYGW_ERR_INTERNAL + 1];
-	int			in_flight;
-	TimestampTz wake_at;		/* when a sleeping worker will look; 0: awake */
-	int			max_concurrency;	/* limits of the worker's current pool */
-	int			max_per_account;
-	int64		memory_bytes;	/* the worker's memory contexts, after a batch */
-	int64		run;			/* lease token of this run; 0 until known */
-	uint64		lost;
-	uint64		busy;
-	int			waiting_retry;	/* results kept for a busy row */
-} PaygwShared;
-
-static PaygwShared *shared = NULL;
+/* the worker's slot in shared memory (launcher.h); NULL in other backends */
+static PaygwWorkerSlot *shared = NULL;
+/* the worker's database, for messages */
+static char worker_dbname[NAMEDATALEN];
+/* most webhook probes checked at once */
+#define PROBE_BATCH 64
 
 static void set_in_flight(int n);
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_registered = false;
 /* set while the worker runs SQL: SIGTERM then ends the transaction at once */
 static volatile sig_atomic_t in_transaction = false;
@@ -118,58 +109,7 @@ static volatile sig_atomic_t in_transaction = false;
 static volatile sig_atomic_t stopping = false;
 static bool wake_pending = false;
 static TimestampTz wake_soonest;	/* earliest next_check_at written */
-
-static void
-paygw_shmem_request(void)
-{
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(PaygwShared)));
-}
-
-static void
-paygw_shmem_startup(void)
-{
-	bool		found;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	shared = ShmemInitStruct("paygw", sizeof(PaygwShared), &found);
-	if (!found)
-	{
-		memset(shared, 0, sizeof(PaygwShared));
-		SpinLockInit(&shared->mutex);
-	}
-	LWLockRelease(AddinShmemInitLock);
-}
-
-/* Install the shared memory hooks (from _PG_init, preload only). */
-void
-paygw_shmem_init(void)
-{
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = paygw_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = paygw_shmem_startup;
-}
-
-/* Register the worker (from _PG_init, preload only). */
-void
-paygw_worker_register(void)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = RESTART_SECONDS;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "paygw");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "paygw_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "paygw reconciliation worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "paygw worker");
-	RegisterBackgroundWorker(&worker);
-}
+static bool probe_pending = false;	/* this transaction queued a probe */
 
 /*
  * XactCallback, registered once per backend: when a transaction commits that
@@ -181,24 +121,34 @@ static void
 wake_at_commit(XactEvent event, void *arg)
 {
 	(void) arg;
-	if (!wake_pending)
+	if (!wake_pending && !probe_pending)
 		return;
 	if (event == XACT_EVENT_COMMIT)
 	{
+		PaygwWorkerSlot *slot = paygw_worker_slot_for_database(MyDatabaseId);
 		Latch	   *latch = NULL;
 
-		SpinLockAcquire(&shared->mutex);
-		if (shared->running && shared->pid != MyProcPid &&
-			(shared->wake_at == 0 || wake_soonest < shared->wake_at))
-			latch = shared->latch;
-		SpinLockRelease(&shared->mutex);
+		if (slot != NULL)
+		{
+			SpinLockAcquire(&slot->mutex);
+			if (slot->dboid == MyDatabaseId)
+			{
+				if (probe_pending)
+					slot->probes_queued = true;
+				if (slot->pid != 0 && slot->pid != MyProcPid &&
+					(probe_pending ||
+					 (wake_pending && (slot->wake_at == 0 || wake_soonest < slot->wake_at))))
+					latch = slot->latch;
+			}
+			SpinLockRelease(&slot->mutex);
+		}
 		if (latch != NULL)
 			SetLatch(latch);
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PREPARE ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
-		wake_pending = false;
+		wake_pending = probe_pending = false;
 }
 
 /*
@@ -209,7 +159,7 @@ wake_at_commit(XactEvent event, void *arg)
 void
 paygw_wake_worker_at_commit(TimestampTz next_check_at)
 {
-	if (shared == NULL)
+	if (paygw_worker_slot_count() == 0)
 		return;
 	if (!wake_registered)
 	{
@@ -221,18 +171,30 @@ paygw_wake_worker_at_commit(TimestampTz next_check_at)
 	wake_pending = true;
 }
 
+/*
+ * Note that the current transaction queued a webhook probe: at commit the
+ * worker is told to look for due probes, and woken.  A no-op when the
+ * worker is not loaded.
+ */
+void
+paygw_wake_worker_for_probes_at_commit(void)
+{
+	if (paygw_worker_slot_count() == 0)
+		return;
+	if (!wake_registered)
+	{
+		RegisterXactCallback(wake_at_commit, NULL);
+		wake_registered = true;
+	}
+	probe_pending = true;
+}
+
 static void
 worker_exit(int code, Datum arg)
 {
 	(void) code;
 	(void) arg;
-	SpinLockAcquire(&shared->mutex);
-	shared->running = false;
-	shared->pid = 0;
-	shared->latch = NULL;
-	shared->in_flight = 0;
-	shared->waiting_retry = 0;
-	SpinLockRelease(&shared->mutex);
+	paygw_worker_slot_detach(shared);
 }
 
 /*
@@ -298,43 +260,45 @@ xact_end(MemoryContext cxt)
 
 /*
  * Is paygw installed in this database, at the version this library's worker
- * needs?  Says once in the log when an older version waits for its update.
+ * needs?  READY, OLD (says once in the log which update to run) or ABSENT.
  * *ext is set to the extension's OID (InvalidOid when it is not installed):
  * a different one means it was dropped and created again.  Runs a
  * transaction.
  */
-static bool
-extension_ready(Oid *ext)
+static PaygwWorkerState
+extension_state(Oid *ext)
 {
 	static bool said_old = false;
 	MemoryContext cxt = xact_begin(NULL);
-	bool		ready = false;
+	PaygwWorkerState state = PAYGW_WORKER_ABSENT;
 
 	*ext = get_extension_oid("paygw", true);
 	if (OidIsValid(*ext))
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
+		state = PAYGW_WORKER_OLD;
 		if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension"
 						" WHERE extname = 'paygw'", true, 1) == SPI_OK_SELECT &&
 			SPI_processed == 1)
 		{
 			char	   *version = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
-			ready = version != NULL && strcmp(version, PAYGW_SQL_VERSION) == 0;
-			if (!ready && !said_old)
+			if (version != NULL && strcmp(version, PAYGW_SQL_VERSION) == 0)
+				state = PAYGW_WORKER_READY;
+			else if (!said_old)
 			{
 				ereport(LOG,
 						errmsg("paygw worker waits: extension paygw %s in database \"%s\" is not the version %s this library needs",
-							   version ? version : "?", paygw_database, PAYGW_SQL_VERSION),
-						errhint("Run ALTER EXTENSION paygw UPDATE in database \"%s\".", paygw_database));
+							   version ? version : "?", worker_dbname, PAYGW_SQL_VERSION),
+						errhint("Run ALTER EXTENSION paygw UPDATE in database \"%s\".", worker_dbname));
 				said_old = true;
 			}
 		}
 		SPI_finish();
 	}
 	xact_end(cxt);
-	return ready;
+	return state;
 }
 
 /* A new run number from paygw.worker_runs.  Runs a transaction. */
@@ -433,7 +397,8 @@ sleep_time(int64 run)
 
 /*
  * Delete events older than paygw.event_retention (0: never) and webhooks
- * older than paygw.webhook_retention, at most 1000 of each at a time (it
+ * (and webhook probes) older than paygw.webhook_retention, at most 1000 of
+ * each at a time (it
  * runs when the worker is about to sleep, so it never delays checks).
  * Returns the most rows deleted from one table.  Runs a short transaction.
  */
@@ -461,7 +426,7 @@ purge_history(void)
 		values[1] = BoolGetDatum(table == 0);
 		values[2] = BoolGetDatum(table == 1);
 		if (SPI_execute_plan(paygw_spi_prepare_once(&plan,
-													"SELECT events OPERATOR(pg_catalog.+) webhooks"
+													"SELECT GREATEST(events, webhooks, probes)"
 													" FROM paygw.purge_history(pg_catalog.make_interval(secs => $1),"
 													" 1000, $2, $3)",
 													3, (Oid[]) {FLOAT8OID, BOOLOID, BOOLOID}),
@@ -547,16 +512,120 @@ retry_busy(PaygwItem **retry, int nretry)
 }
 
 /*
+ * Claim due webhook probes (at most max) in a short transaction and queue
+ * their calls; probing[] gets those queued, finished[] those whose call
+ * could not even be prepared.  Returns how many were queued.  *look: when
+ * to look for due probes again (0: once this batch is done, as more may be
+ * due; DT_NOEND: only when a commit queues one).
+ */
+static int
+claim_probes(MemoryContext probecxt, PaygwHttpPool *pool, int max, int64 run,
+			 PaygwProbe **probing, PaygwProbe **finished, int *nfinished,
+			 TimestampTz *look)
+{
+	MemoryContext cxt = xact_begin("paygw: claiming webhook probes");
+	PaygwProbe **claimed = palloc(sizeof(PaygwProbe *) * max);
+	TimestampTz next_due;
+	TimestampTz now;
+	int			nprobing = 0;
+	int			n;
+
+	n = paygw_probe_claim(probecxt, max, run, claimed, &next_due);
+	xact_end(cxt);
+
+	/* requests go out only once the leases are committed */
+	for (int i = 0; i < n; i++)
+	{
+		if (claimed[i]->prepared)
+		{
+			paygw_probe_start(pool, claimed[i]);
+			probing[nprobing++] = claimed[i];
+		}
+		else
+			finished[(*nfinished)++] = claimed[i];
+	}
+	if (nprobing > 0)
+		paygw_http_pool_kick(pool);
+
+	now = GetCurrentTimestamp();
+	if (n == max)
+		*look = 0;
+	else if (next_due == DT_NOEND || next_due > now)
+		*look = next_due;
+	else
+	{
+		/* due, but over the account's rate or held by another session */
+		*look = TimestampTzPlusMilliseconds(now, 1000);
+	}
+	return nprobing;
+}
+
+/*
+ * Take the probes out of done[0..k-1] (what the pool finished) and off
+ * probing[], appending them to finished[]; returns how many invoice items
+ * are left in done[], in their order.
+ */
+static int
+split_probes(void **done, int k, PaygwProbe **probing, int *nprobing,
+			 PaygwProbe **finished, int *nfinished)
+{
+	int			kept = 0;
+
+	for (int i = 0; i < k; i++)
+	{
+		int			j = 0;
+
+		while (j < *nprobing && done[i] != (void *) probing[j])
+			j++;
+		if (j < *nprobing)
+		{
+			finished[(*nfinished)++] = probing[j];
+			probing[j] = probing[--(*nprobing)];
+		}
+		else
+			done[kept++] = done[i];
+	}
+	return kept;
+}
+
+/* Record the outcomes of finished probes in a short transaction; free them. */
+static void
+apply_probes(PaygwProbe **probes, int n)
+{
+	MemoryContext cxt;
+	PaygwProbeStats stats;
+
+	if (n <= 0)
+		return;
+	memset(&stats, 0, sizeof(stats));
+	cxt = xact_begin("paygw: recording webhook probes");
+	paygw_probe_apply(probes, n, &stats);
+	xact_end(cxt);
+	for (int i = 0; i < n; i++)
+		paygw_probe_free(probes[i]);
+	if (paygw_debug)
+		ereport(LOG,
+				errmsg("paygw worker: checked %d webhook probes: %d tracked, %d unknown, %d errors, %d gave up, %d lost, %d failed",
+					   n, stats.tracked, stats.unknown, stats.errors, stats.gave_up,
+					   stats.lost, stats.failed));
+}
+
+/*
  * The orderly end of a run (SIGTERM): apply the results already received and
  * those kept for busy rows, give back the leases of every request not
- * answered yet, exit.
+ * answered yet, exit.  Probes answered are recorded; those not answered
+ * stay leased by this run, and the next run takes them over at once.
  */
 static void
 shutdown_run(PaygwHttpPool *pool, PaygwItem **ready, int nready,
-			 PaygwItem **retry, int nretry, int64 run)
+			 PaygwItem **retry, int nretry, int64 run,
+			 PaygwProbe **probing, int nprobing,
+			 PaygwProbe **probes_done, int nprobes_done)
 {
 	int			cap = nready + nretry + paygw_http_pool_pending(pool);
 	PaygwItem **rest = palloc(sizeof(PaygwItem *) * Max(1, cap));
+	PaygwProbe **dropped = palloc(sizeof(PaygwProbe *) * Max(1, nprobing));
+	int			ndropped = 0;
 	int			nrest;
 	int			released = 0;
 	int			applied = nready + nretry;
@@ -564,7 +633,9 @@ shutdown_run(PaygwHttpPool *pool, PaygwItem **ready, int nready,
 	stopping = true;
 	/* requests still queued or on the wire: stop them, keep their items */
 	nrest = paygw_http_pool_cancel_all(pool, (void **) rest, cap);
+	nrest = split_probes((void **) rest, nrest, probing, &nprobing, dropped, &ndropped);
 	set_in_flight(0);
+	apply_probes(probes_done, nprobes_done);
 	if (nready + nretry > 0)
 	{
 		memcpy(ready + nready, retry, sizeof(PaygwItem *) * nretry);
@@ -610,12 +681,18 @@ paygw_worker_main(Datum main_arg)
 	MemoryContext poolcxt;
 	MemoryContext itemcxt;
 	MemoryContext passcxt;
+	MemoryContext probecxt;
 	PaygwHttpPool *pool;
 	PaygwItem **claimed;
 	PaygwItem **ready;
 	PaygwItem **retry;
+	PaygwProbe **probing;		/* probes whose calls are queued or running */
+	PaygwProbe **probes_done;	/* probes answered, to be recorded */
 	int			nready = 0;
 	int			nretry = 0;
+	int			nprobing = 0;
+	int			nprobes_done = 0;
+	TimestampTz probe_look = 0; /* when to look for due probes; 0: now */
 	int			capacity;
 	TimestampTz first_ready = 0;
 	TimestampTz last_retry = 0;
@@ -625,13 +702,31 @@ paygw_worker_main(Datum main_arg)
 	int			per_account = paygw_max_per_account;
 	int64		run = 0;
 	Oid			run_ext = InvalidOid;	/* the extension run was taken from */
+	Oid			dboid;
+	Oid			ext;
+	uint32		generation;
+	PaygwWorkerState state;
+	bool		said_started = false;
 
-	(void) main_arg;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnection(paygw_database, NULL, 0);
+	/*
+	 * Take the slot the launcher started this worker for, before anything
+	 * can fail, so that the slot is given back however the worker ends.
+	 */
+	memcpy(&generation, MyBgworkerEntry->bgw_extra, sizeof(generation));
+	shared = paygw_worker_slot_attach(DatumGetInt32(main_arg), generation);
+	if (shared == NULL)
+		proc_exit(0);			/* the launcher gave up on this start */
+	before_shmem_exit(worker_exit, (Datum) 0);
+	SpinLockAcquire(&shared->mutex);
+	dboid = shared->dboid;
+	strlcpy(worker_dbname, NameStr(shared->dbname), sizeof(worker_dbname));
+	SpinLockRelease(&shared->mutex);
+
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("paygw worker");
 
 	/*
@@ -640,14 +735,12 @@ paygw_worker_main(Datum main_arg)
 	 */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
-	SpinLockAcquire(&shared->mutex);
-	shared->running = true;
-	shared->pid = MyProcPid;
-	shared->latch = MyLatch;
-	shared->started_at = GetCurrentTimestamp();
-	shared->run = 0;
-	SpinLockRelease(&shared->mutex);
-	before_shmem_exit(worker_exit, (Datum) 0);
+	/* no paygw here: say so to the launcher and go, quietly */
+	paygw_worker_slot_looking(shared);
+	state = extension_state(&ext);
+	paygw_worker_slot_set_state(shared, state);
+	if (state == PAYGW_WORKER_ABSENT)
+		proc_exit(0);
 
 	workercxt = AllocSetContextCreate(TopMemoryContext, "paygw worker",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -657,6 +750,8 @@ paygw_worker_main(Datum main_arg)
 									ALLOCSET_DEFAULT_SIZES);
 	passcxt = AllocSetContextCreate(workercxt, "paygw worker pass",
 									ALLOCSET_DEFAULT_SIZES);
+	probecxt = AllocSetContextCreate(workercxt, "paygw worker probes",
+									 ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(poolcxt);
 	pool = paygw_http_pool_create(concurrency, per_account);
 	MemoryContextSwitchTo(workercxt);
@@ -665,12 +760,13 @@ paygw_worker_main(Datum main_arg)
 	claimed = palloc(sizeof(PaygwItem *) * capacity);
 	ready = palloc(sizeof(PaygwItem *) * 2 * capacity);
 	retry = palloc(sizeof(PaygwItem *) * capacity);
-
-	elog(LOG, "paygw worker started in database \"%s\"", paygw_database);
+	probing = palloc(sizeof(PaygwProbe *) * PROBE_BATCH);
+	probes_done = palloc(sizeof(PaygwProbe *) * PROBE_BATCH);
 
 	for (;;)
 	{
 		int			pending;
+		bool		stop;
 
 		/* whatever the previous pass allocated outside an item goes now */
 		MemoryContextSwitchTo(passcxt);
@@ -678,16 +774,25 @@ paygw_worker_main(Datum main_arg)
 
 		CHECK_FOR_INTERRUPTS();
 
+		/* the launcher (or a DROP DATABASE) asks for the orderly stop */
+		SpinLockAcquire(&shared->mutex);
+		stop = shared->stop;
+		SpinLockRelease(&shared->mutex);
+		if (stop)
+			ShutdownRequestPending = true;
+
 		if (ShutdownRequestPending)
 		{
-			shutdown_run(pool, ready, nready, retry, nretry, run);
-			proc_exit(1);
+			shutdown_run(pool, ready, nready, retry, nretry, run,
+						 probing, nprobing, probes_done, nprobes_done);
+			proc_exit(0);		/* the launcher decides about a restart */
 		}
 
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			probe_look = 0;		/* paygw.webhook_probe_rate may have changed */
 		}
 
 		/*
@@ -710,14 +815,22 @@ paygw_worker_main(Datum main_arg)
 		/* after sleeping, make sure there is something to work with */
 		if (idle && !ShutdownRequestPending)
 		{
-			Oid			ext;
-
-			if (!extension_ready(&ext))
+			paygw_worker_slot_looking(shared);
+			state = extension_state(&ext);
+			paygw_worker_slot_set_state(shared, state);
+			if (state == PAYGW_WORKER_ABSENT)
+				proc_exit(0);	/* dropped: nothing is leased or in flight */
+			if (state == PAYGW_WORKER_OLD)
 			{
 				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 								 Max(paygw_naptime_ms, 5000L), PG_WAIT_EXTENSION);
 				ResetLatch(MyLatch);
 				continue;
+			}
+			if (!said_started)
+			{
+				elog(LOG, "paygw worker started in database \"%s\"", worker_dbname);
+				said_started = true;
 			}
 			/* a recreated extension has a new sequence: a new run too */
 			if (ext != run_ext)
@@ -728,6 +841,28 @@ paygw_worker_main(Datum main_arg)
 				run_ext = ext;
 			}
 			idle = false;
+		}
+
+		/*
+		 * Webhook probes, a batch at a time: when a commit queued one, and
+		 * when one falls due (a retry, or the account's rate allows more).
+		 */
+		if (nprobing == 0 && !ShutdownRequestPending && paygw_webhook_probe_rate > 0 &&
+			concurrency == paygw_max_concurrency && per_account == paygw_max_per_account)
+		{
+			bool		queued;
+
+			SpinLockAcquire(&shared->mutex);
+			queued = shared->probes_queued;
+			shared->probes_queued = false;
+			SpinLockRelease(&shared->mutex);
+			if (queued || GetCurrentTimestamp() >= probe_look)
+			{
+				nprobing = claim_probes(probecxt, pool, Min(PROBE_BATCH, Max(1, concurrency)),
+										run, probing, probes_done, &nprobes_done, &probe_look);
+				apply_probes(probes_done, nprobes_done);
+				nprobes_done = 0;
+			}
 		}
 
 		/* results kept for rows another session held: try them again */
@@ -790,6 +925,9 @@ paygw_worker_main(Datum main_arg)
 						last_purge = GetCurrentTimestamp();
 					idle = true;
 					ms = sleep_time(run);
+					/* a probe's retry */
+					if (paygw_webhook_probe_rate > 0 && probe_look != DT_NOEND)
+						ms = Max(10L, Min(ms, (long) ((probe_look - GetCurrentTimestamp() + 999) / 1000)));
 				}
 				else
 					ms = RETRY_MS;
@@ -813,6 +951,14 @@ paygw_worker_main(Datum main_arg)
 			set_in_flight(paygw_http_pool_running(pool));
 			k = paygw_http_pool_run(pool, APPLY_DELAY_MS, (void **) (ready + nready),
 									capacity - nready);
+			if (nprobing > 0)
+				k = split_probes((void **) (ready + nready), k, probing, &nprobing,
+								 probes_done, &nprobes_done);
+			if (nprobes_done > 0 && !ShutdownRequestPending)
+			{
+				apply_probes(probes_done, nprobes_done);
+				nprobes_done = 0;
+			}
 			if (k > 0 && nready == 0)
 				first_ready = GetCurrentTimestamp();
 			nready += k;
@@ -830,9 +976,160 @@ paygw_worker_main(Datum main_arg)
 	}
 }
 
+/* the columns of paygw.worker_info() */
+#define WORKER_INFO_COLS 20
+
+/* What a slot's worker is doing, in words (worker_info's state column). */
+static const char *
+state_name(const PaygwWorkerSlot *snap)
+{
+	if (snap->pid == 0)
+		return OidIsValid(snap->dboid) && snap->served && !snap->stop ? "restarting" : "not running";
+	if (snap->stop)
+		return "stopping";
+	switch (snap->state)
+	{
+		case PAYGW_WORKER_READY:
+			return "running";
+		case PAYGW_WORKER_OLD:
+			return "waiting for update";
+		case PAYGW_WORKER_STARTING:
+		case PAYGW_WORKER_ABSENT:
+			break;
+	}
+	return "starting";
+}
+
 /*
- * paygw.worker_status_info(): the worker as shared memory sees it.  Without
- * shared_preload_libraries there is no shared state: running is false.
+ * One row of paygw.worker_info() from a copy of a slot (all zero: no worker
+ * for the database).  Allocates in CurrentMemoryContext.
+ */
+static void
+slot_row(const PaygwWorkerSlot *snap, const char *dbname, Datum *values, bool *nulls)
+{
+	bool		running = snap->pid != 0;
+	StringInfoData kinds;
+	bool		first = true;
+
+	initStringInfo(&kinds);
+	appendStringInfoChar(&kinds, '{');
+	for (int k = 1; k <= PAYGW_ERR_INTERNAL; k++)
+	{
+		if (snap->errors_by_kind[k] == 0)
+			continue;
+		appendStringInfo(&kinds, "%s\"%s\": " UINT64_FORMAT, first ? "" : ", ",
+						 paygw_error_name((PaygwErrorCode) k), snap->errors_by_kind[k]);
+		first = false;
+	}
+	appendStringInfoChar(&kinds, '}');
+
+	memset(nulls, 0, sizeof(bool) * WORKER_INFO_COLS);
+	values[0] = BoolGetDatum(running);
+	values[1] = Int32GetDatum((int32) snap->pid);
+	nulls[1] = !running;
+	values[2] = CStringGetTextDatum(dbname);
+	values[3] = TimestampTzGetDatum(snap->started_at);
+	nulls[3] = snap->started_at == 0;
+	values[4] = TimestampTzGetDatum(snap->last_pass_at);
+	nulls[4] = snap->last_pass_at == 0;
+	values[5] = Int64GetDatum((int64) snap->passes);
+	values[6] = Int64GetDatum((int64) snap->checked);
+	values[7] = Int64GetDatum((int64) snap->changed);
+	values[8] = Int64GetDatum((int64) snap->anomalies);
+	values[9] = Int64GetDatum((int64) snap->errors);
+	values[10] = DirectFunctionCall1(jsonb_in, CStringGetDatum(kinds.data));
+	values[11] = Int32GetDatum(snap->in_flight);
+	values[12] = Int32GetDatum(snap->max_concurrency);
+	nulls[12] = !running;
+	values[13] = Int32GetDatum(snap->max_per_account);
+	nulls[13] = !running;
+	values[14] = Int64GetDatum(snap->memory_bytes);
+	nulls[14] = !running;
+	values[15] = Int64GetDatum(snap->run);
+	nulls[15] = !running || snap->run == 0;
+	values[16] = Int64GetDatum((int64) snap->lost);
+	values[17] = Int64GetDatum((int64) snap->busy);
+	values[18] = Int32GetDatum(snap->waiting_retry);
+	values[19] = CStringGetTextDatum(state_name(snap));
+}
+
+/*
+ * A copy of the slot of every database that has (or had, and will have
+ * again) a worker, ordered by database name, in a palloc'd array.  Slots of
+ * workers that are still looking whether their database has paygw are left
+ * out.
+ */
+static int
+cmp_slot_name(const void *a, const void *b)
+{
+	return strcmp(NameStr(((const PaygwWorkerSlot *) a)->dbname),
+				  NameStr(((const PaygwWorkerSlot *) b)->dbname));
+}
+
+static int
+served_slots(PaygwWorkerSlot **out)
+{
+	int			nslots = paygw_worker_slot_count();
+	PaygwWorkerSlot *snaps = palloc0(sizeof(PaygwWorkerSlot) * Max(1, nslots));
+	int			n = 0;
+
+	for (int i = 0; i < nslots; i++)
+	{
+		PaygwWorkerSlot *slot = paygw_worker_slot(i);
+
+		SpinLockAcquire(&slot->mutex);
+		memcpy(&snaps[n], slot, sizeof(PaygwWorkerSlot));
+		SpinLockRelease(&slot->mutex);
+		if (OidIsValid(snaps[n].dboid) && snaps[n].served)
+			n++;
+	}
+	qsort(snaps, n, sizeof(PaygwWorkerSlot), cmp_slot_name);
+	*out = snaps;
+	return n;
+}
+
+/*
+ * paygw.worker_info(): one row per database with a worker, and one for the
+ * current database when it has none (running false; without
+ * shared_preload_libraries that is the only row).
+ */
+PG_FUNCTION_INFO_V1(paygw_worker_info);
+
+Datum
+paygw_worker_info(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	PaygwWorkerSlot *snaps;
+	int			n;
+	bool		mine = false;
+	Datum		values[WORKER_INFO_COLS];
+	bool		nulls[WORKER_INFO_COLS];
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (rsinfo->setDesc->natts != WORKER_INFO_COLS)
+		elog(ERROR, "return type has %d columns, expected %d",
+			 rsinfo->setDesc->natts, WORKER_INFO_COLS);
+	n = served_slots(&snaps);
+	for (int i = 0; i < n; i++)
+	{
+		slot_row(&snaps[i], NameStr(snaps[i].dbname), values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		mine |= snaps[i].dboid == MyDatabaseId;
+	}
+	if (!mine)
+	{
+		PaygwWorkerSlot none;
+
+		memset(&none, 0, sizeof(none));
+		slot_row(&none, get_database_name(MyDatabaseId), values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * paygw.worker_status_info() of 0.2 (15 columns): the worker of the current
+ * database, one row.
  */
 PG_FUNCTION_INFO_V1(paygw_worker_status_info);
 
@@ -840,68 +1137,24 @@ Datum
 paygw_worker_status_info(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[19];
-	bool		nulls[19];
-	PaygwShared snap;
-	StringInfoData kinds;
-	bool		first = true;
+	Datum		values[WORKER_INFO_COLS];
+	bool		nulls[WORKER_INFO_COLS];
+	PaygwWorkerSlot *snaps;
+	PaygwWorkerSlot none;
+	const PaygwWorkerSlot *row = &none;
+	int			n;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
-	memset(nulls, 0, sizeof(nulls));
-	memset(&snap, 0, sizeof(snap));
-
-	if (shared != NULL)
-	{
-		SpinLockAcquire(&shared->mutex);
-		memcpy(&snap, shared, sizeof(snap));
-		SpinLockRelease(&shared->mutex);
-	}
-
-	initStringInfo(&kinds);
-	appendStringInfoChar(&kinds, '{');
-	for (int k = 1; k <= PAYGW_ERR_INTERNAL; k++)
-	{
-		if (snap.errors_by_kind[k] == 0)
-			continue;
-		appendStringInfo(&kinds, "%s\"%s\": " UINT64_FORMAT, first ? "" : ", ",
-						 paygw_error_name((PaygwErrorCode) k), snap.errors_by_kind[k]);
-		first = false;
-	}
-	appendStringInfoChar(&kinds, '}');
-
-	values[0] = BoolGetDatum(snap.running);
-	values[1] = Int32GetDatum((int32) snap.pid);
-	nulls[1] = !snap.running;
-	values[2] = CStringGetTextDatum(paygw_database);
-	values[3] = TimestampTzGetDatum(snap.started_at);
-	nulls[3] = snap.started_at == 0;
-	values[4] = TimestampTzGetDatum(snap.last_pass_at);
-	nulls[4] = snap.last_pass_at == 0;
-	values[5] = Int64GetDatum((int64) snap.passes);
-	values[6] = Int64GetDatum((int64) snap.checked);
-	values[7] = Int64GetDatum((int64) snap.changed);
-	values[8] = Int64GetDatum((int64) snap.anomalies);
-	values[9] = Int64GetDatum((int64) snap.errors);
-	values[10] = DirectFunctionCall1(jsonb_in, CStringGetDatum(kinds.data));
-	values[11] = Int32GetDatum(snap.in_flight);
-	values[12] = Int32GetDatum(snap.max_concurrency);
-	nulls[12] = !snap.running;
-	values[13] = Int32GetDatum(snap.max_per_account);
-	nulls[13] = !snap.running;
-	values[14] = Int64GetDatum(snap.memory_bytes);
-	nulls[14] = !snap.running;
-	values[15] = Int64GetDatum(snap.run);
-	nulls[15] = !snap.running || snap.run == 0;
-	values[16] = Int64GetDatum((int64) snap.lost);
-	values[17] = Int64GetDatum((int64) snap.busy);
-	values[18] = Int32GetDatum(snap.waiting_retry);
-
-	/* paygw.worker_status_info() of 0.2 has the first 15 columns */
-	if (tupdesc->natts > (int) lengthof(values))
+	if (tupdesc->natts > WORKER_INFO_COLS)
 		elog(ERROR, "return type has %d columns, expected at most %d",
-			 tupdesc->natts, (int) lengthof(values));
-
+			 tupdesc->natts, WORKER_INFO_COLS);
+	tupdesc = BlessTupleDesc(tupdesc);
+	memset(&none, 0, sizeof(none));
+	n = served_slots(&snaps);
+	for (int i = 0; i < n; i++)
+		if (snaps[i].dboid == MyDatabaseId)
+			row = &snaps[i];
+	slot_row(row, get_database_name(MyDatabaseId), values, nulls);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -4,7 +4,8 @@
 # and has no other side effects until a function is called.
 #
 # Functions:
-#   paygw_build_install   make -j2 + make install in $PAYGW_SRC_DIR
+#   paygw_build_install   make -j2 + make install in $PAYGW_SRC_DIR (make clean
+#                         first when the last build was for another pg_config)
 #   paygw_start_cluster   throwaway PostgreSQL cluster on a free 127.0.0.1 port
 #   paygw_start_emulator  gateway emulator on a free port, waits for health
 #   paygw_stop            stop emulator + cluster, remove the work dir
@@ -86,6 +87,15 @@ paygw_build_install() {
     paygw_find_pg_config
     local args=("PG_CONFIG=$PG_CONFIG")
     [[ ${CI:-} == true ]] && args+=("COPT=-Werror")
+    # objects compiled for another server are stale (PGXS does not know):
+    # clean when the pg_config differs from the last build's
+    local stamp=$PAYGW_SRC_DIR/.paygw-built-for want
+    want="$PG_CONFIG $("$PG_CONFIG" --version)"
+    if [[ $(cat "$stamp" 2>/dev/null) != "$want" ]]; then
+        paygw_msg "build: make clean (last build was not for $want)"
+        make -C "$PAYGW_SRC_DIR" --no-print-directory clean "${args[@]}" >/dev/null || return 1
+        printf '%s\n' "$want" >"$stamp"
+    fi
     paygw_msg "build: make -j2 ${args[*]}  (in $PAYGW_SRC_DIR)"
     make -C "$PAYGW_SRC_DIR" --no-print-directory -j2 "${args[@]}" || return 1
     paygw_msg "install: make install"

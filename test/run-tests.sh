@@ -68,9 +68,11 @@ log=$PAYGW_WORKDIR/logs/installcheck.log
 rc=0
 paygw_run_logged "$log" "$PAYGW_SRC_DIR" \
     make --no-print-directory installcheck "PG_CONFIG=$PG_CONFIG" || rc=$?
-# pg_regress's own summary: from "running regression test queries" on.
-if grep -q 'running regression test queries' "$log"; then
-    awk '/running regression test queries/ { on = 1 } on && !/^make(\[[0-9]+\])?: /' "$log"
+# pg_regress's own summary: from "running regression test queries" (15) or
+# "# using postmaster" (16 on: TAP-style output) on.
+start_re='running regression test queries|^# using postmaster'
+if grep -Eq "$start_re" "$log"; then
+    awk -v re="$start_re" '$0 ~ re { on = 1 } on && !/^make(\[[0-9]+\])?: /' "$log"
 else
     paygw_tail "$log" 40 "make installcheck output"
 fi

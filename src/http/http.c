@@ -760,6 +760,13 @@ transfer_setup(Transfer *t, PaygwHttpRequest *req)
 	}
 	else
 		ok &= curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) == CURLE_OK;
+
+	/*
+	 * libcurl sends a request again, unasked, when a reused connection dies
+	 * before the reply starts; the gateway may have acted on the first copy.
+	 * A request that must not be repeated gets a connection of its own.
+	 */
+	ok &= curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, req->not_idempotent ? 1L : 0L) == CURLE_OK;
 	return ok;
 }
 

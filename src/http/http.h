@@ -36,6 +36,7 @@ typedef struct PaygwHttpRequest
 	size_t		body_len;
 	const char *capture_header; /* reply header to keep, or NULL */
 	int			group;			/* >= 0: requests of one group share a cap */
+	bool		not_idempotent; /* never sent twice: a fresh connection */
 } PaygwHttpRequest;
 
 typedef struct PaygwHttpResponse

@@ -511,6 +511,7 @@ const PaygwProvider paygw_alikassa = {
 	.id_name = "id",
 	.order_name = "order_id",
 	.option_keys = alikassa_options,
+	.secret_password = true,
 	.sign = alikassa_sign,
 	.check_account = alikassa_check_account,
 	.check_id = alikassa_check_id,

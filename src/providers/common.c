@@ -64,6 +64,19 @@ paygw_provider_names(void)
 	return buf.data;
 }
 
+/* Names of the providers whose accounts take a secret_password, for a message. */
+char *
+paygw_provider_names_with_password(void)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < paygw_provider_count; i++)
+		if (paygw_providers[i]->secret_password)
+			appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", paygw_providers[i]->name);
+	return buf.data;
+}
+
 /* Is s a UUID in its canonical 8-4-4-4-12 hexadecimal form? */
 bool
 paygw_is_uuid(const char *s)

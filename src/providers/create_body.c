@@ -302,7 +302,17 @@ decimal_text_ok(const char *text, int64 bound)
 	if (dot && (strlen(dot + 1) == 0 || strlen(dot + 1) > 2 ||
 				strspn(dot + 1, "0123456789") != strlen(dot + 1)))
 		return false;
-	return strtod(text, NULL) < (double) bound;
+	/* below bound: compare the integer part's digits, no floating point */
+	{
+		char		limit[32];
+		const char *digits = text + strspn(text, "0");
+		size_t		ndigits = intlen - (size_t) (digits - text);
+
+		snprintf(limit, sizeof(limit), INT64_FORMAT, bound);
+		if (ndigits != strlen(limit))
+			return ndigits < strlen(limit);
+		return strncmp(digits, limit, ndigits) < 0;
+	}
 }
 
 static bool

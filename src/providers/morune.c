@@ -102,6 +102,43 @@ morune_build_request(PaygwAccount *account, PaygwLookup lookup, const char *id,
 		paygw_http_add_header(req, "x-api-key", account->secret, true, err);
 }
 
+/*
+ * A reply's "data" object.  An error reply (no data object, status_check
+ * false, or an HTTP failure) gives NULL with *message and *code the
+ * gateway's; a malformed one NULL with *jb NULL and err set.
+ */
+static JsonbContainer *
+morune_reply_data(PaygwHttpResponse *resp, Jsonb **jb, char **message,
+				  long *code, PaygwError *err)
+{
+	const PaygwProvider *prov = &paygw_morune;
+	JsonbContainer *data;
+	char	   *check;
+	char	   *code_text;
+
+	*message = NULL;
+	*code = 0;
+	*jb = paygw_reply_json(prov, resp, err);
+	if (*jb == NULL)
+		return NULL;
+	data = paygw_json_container(paygw_json_get(&(*jb)->root, "data"), true);
+	if (!paygw_reply_field(prov, &(*jb)->root, "status_check", &check, err))
+	{
+		*jb = NULL;
+		return NULL;
+	}
+	if (data != NULL && resp->status < 300 && !(check && strcmp(check, "false") == 0))
+		return data;
+	if (!paygw_reply_field(prov, &(*jb)->root, "error", message, err) ||
+		!paygw_reply_field(prov, &(*jb)->root, "status", &code_text, err))
+	{
+		*jb = NULL;
+		return NULL;
+	}
+	*code = code_text ? strtol(code_text, NULL, 10) : 0;
+	return NULL;
+}
+
 static bool
 morune_parse_reply(PaygwAccount *account, PaygwLookup lookup, const char *id,
 				   PaygwHttpResponse *resp, PaygwStatusResult *result,
@@ -110,27 +147,15 @@ morune_parse_reply(PaygwAccount *account, PaygwLookup lookup, const char *id,
 	const PaygwProvider *prov = &paygw_morune;
 	Jsonb	   *jb;
 	JsonbContainer *data;
-	char	   *check;
+	char	   *message;
+	long		code;
 
 	(void) account;
-	jb = paygw_reply_json(prov, resp, err);
+	data = morune_reply_data(resp, &jb, &message, &code, err);
 	if (jb == NULL)
 		return false;
-
-	data = paygw_json_container(paygw_json_get(&jb->root, "data"), true);
-	if (!paygw_reply_field(prov, &jb->root, "status_check", &check, err))
-		return false;
-	if (data == NULL || resp->status >= 300 || (check && strcmp(check, "false") == 0))
-	{
-		char	   *message;
-		char	   *code;
-
-		if (!paygw_reply_field(prov, &jb->root, "error", &message, err) ||
-			!paygw_reply_field(prov, &jb->root, "status", &code, err))
-			return false;
-		return paygw_reply_error(prov, resp->status, code ? strtol(code, NULL, 10) : 0,
-								 message, err);
-	}
+	if (data == NULL)
+		return paygw_reply_error(prov, resp->status, code, message, err);
 
 	if (!paygw_reply_field(prov, data, "invoice_id", &result->payment_id, err) ||
 		!paygw_reply_field(prov, data, "order_id", &result->order_id, err) ||
@@ -324,31 +349,22 @@ morune_parse_create(PaygwAccount *account, const PaygwCreateRequest *in,
 	const PaygwProvider *prov = &paygw_morune;
 	Jsonb	   *jb;
 	JsonbContainer *data;
-	char	   *check;
+	char	   *message;
+	long		code;
 	char	   *expire;
 
 	(void) account;
-	jb = paygw_reply_json(prov, resp, err);
+	data = morune_reply_data(resp, &jb, &message, &code, err);
 	if (jb == NULL)
 		return false;
-	data = paygw_json_container(paygw_json_get(&jb->root, "data"), true);
-	if (!paygw_reply_field(prov, &jb->root, "status_check", &check, err))
-		return false;
-	if (data == NULL || resp->status >= 300 || (check && strcmp(check, "false") == 0))
+	if (data == NULL)
 	{
-		char	   *message;
-		char	   *code;
-
-		if (!paygw_reply_field(prov, &jb->root, "error", &message, err) ||
-			!paygw_reply_field(prov, &jb->root, "status", &code, err))
-			return false;
 		if (message != NULL && strstr(message, "order id has already been taken") != NULL)
 		{
 			out->duplicate = true;
 			return true;
 		}
-		return paygw_create_reply_error(prov, resp, code ? strtol(code, NULL, 10) : 0,
-										message, err);
+		return paygw_create_reply_error(prov, resp, code, message, err);
 	}
 	if (!paygw_reply_field(prov, data, "id", &out->payment_id, err) ||
 		!paygw_create_require_id(prov, out, "id", err) ||

@@ -395,7 +395,10 @@ obmenka_parse_create(PaygwAccount *account, const PaygwCreateRequest *in,
 			return true;
 		}
 		if (code == 409)
+		{
+			out->response = jb; /* kept: it says why there is no pay link */
 			return true;
+		}
 		return paygw_create_reply_error(prov, resp, code, message, err);
 	}
 	if (in->step == 0)

@@ -117,6 +117,53 @@ okepay_build_request(PaygwAccount *account, PaygwLookup lookup, const char *id,
 	return paygw_http_add_header(req, "Accept", "application/json", false, err);
 }
 
+/*
+ * The first object of a success reply's "data" array.  An error reply
+ * (status not "success", or an HTTP failure) gives NULL with *refused set
+ * and *message the gateway's; an empty array NULL with *empty set; a
+ * malformed reply NULL with err set.
+ */
+static JsonbContainer *
+okepay_reply_gateway(PaygwHttpResponse *resp, Jsonb **jb, bool *refused,
+					 char **message, bool *empty, PaygwError *err)
+{
+	const PaygwProvider *prov = &paygw_okepay;
+	char	   *status;
+	JsonbContainer *data;
+	JsonbValue *first;
+	JsonbContainer *gw;
+
+	*refused = *empty = false;
+	*jb = paygw_reply_json(prov, resp, err);
+	if (*jb == NULL ||
+		!paygw_reply_field(prov, &(*jb)->root, "status", &status, err) ||
+		!paygw_reply_field(prov, &(*jb)->root, "message", message, err))
+		return NULL;
+	if (status == NULL || strcmp(status, "success") != 0 || resp->status >= 300)
+	{
+		*refused = true;
+		return NULL;
+	}
+	data = paygw_json_container(paygw_json_get(&(*jb)->root, "data"), false);
+	if (data == NULL)
+	{
+		paygw_set_error(err, PAYGW_ERR_MALFORMED_REPLY,
+						"malformed reply from the okepay gateway: no \"data\" array");
+		return NULL;
+	}
+	first = getIthJsonbValueFromContainer(data, 0);
+	if (first == NULL)
+	{
+		*empty = true;
+		return NULL;
+	}
+	gw = paygw_json_container(first, true);
+	if (gw == NULL)
+		paygw_set_error(err, PAYGW_ERR_MALFORMED_REPLY,
+						"malformed reply from the okepay gateway: \"data\" does not hold a gateway object");
+	return gw;
+}
+
 static bool
 okepay_parse_reply(PaygwAccount *account, PaygwLookup lookup, const char *id,
 				   PaygwHttpResponse *resp, PaygwStatusResult *result,
@@ -124,35 +171,20 @@ okepay_parse_reply(PaygwAccount *account, PaygwLookup lookup, const char *id,
 {
 	const PaygwProvider *prov = &paygw_okepay;
 	Jsonb	   *jb;
-	char	   *status;
 	char	   *message;
-	JsonbContainer *data;
-	JsonbValue *first;
+	bool		refused;
+	bool		empty;
 	JsonbContainer *gw;
 
 	(void) account;
 	(void) lookup;
-	jb = paygw_reply_json(prov, resp, err);
-	if (jb == NULL)
-		return false;
-	if (!paygw_reply_field(prov, &jb->root, "status", &status, err) ||
-		!paygw_reply_field(prov, &jb->root, "message", &message, err))
-		return false;
-
-	if (status == NULL || strcmp(status, "success") != 0 || resp->status >= 300)
+	gw = okepay_reply_gateway(resp, &jb, &refused, &message, &empty, err);
+	if (refused)
 		return paygw_reply_error(prov, resp->status, 0, message, err);
-
-	data = paygw_json_container(paygw_json_get(&jb->root, "data"), false);
-	if (data == NULL)
-		return paygw_set_error(err, PAYGW_ERR_MALFORMED_REPLY,
-							   "malformed reply from the okepay gateway: no \"data\" array");
-	first = getIthJsonbValueFromContainer(data, 0);
-	if (first == NULL)
+	if (empty)
 		return paygw_reply_error(prov, 404, 0, "empty data array", err);
-	gw = paygw_json_container(first, true);
 	if (gw == NULL)
-		return paygw_set_error(err, PAYGW_ERR_MALFORMED_REPLY,
-							   "malformed reply from the okepay gateway: \"data\" does not hold a gateway object");
+		return false;
 
 	if (!paygw_reply_field(prov, gw, "id", &result->payment_id, err) ||
 		!paygw_reply_matches(prov, "id", result->payment_id, id + strspn(id, "0"), false, err) ||
@@ -362,29 +394,21 @@ okepay_parse_create(PaygwAccount *account, const PaygwCreateRequest *in,
 {
 	const PaygwProvider *prov = &paygw_okepay;
 	Jsonb	   *jb;
-	char	   *status;
 	char	   *message;
-	JsonbContainer *data;
-	JsonbValue *first;
+	bool		refused;
+	bool		empty;
 	JsonbContainer *gw;
 	JsonbValue *validity;
 
 	(void) account;
-	jb = paygw_reply_json(prov, resp, err);
-	if (jb == NULL)
-		return false;
-	if (!paygw_reply_field(prov, &jb->root, "status", &status, err) ||
-		!paygw_reply_field(prov, &jb->root, "message", &message, err))
-		return false;
-	if (status == NULL || strcmp(status, "success") != 0 || resp->status >= 300)
+	gw = okepay_reply_gateway(resp, &jb, &refused, &message, &empty, err);
+	if (refused)
 		return paygw_create_reply_error(prov, resp, 0, message, err);
-
-	data = paygw_json_container(paygw_json_get(&jb->root, "data"), false);
-	first = data ? getIthJsonbValueFromContainer(data, 0) : NULL;
-	gw = first ? paygw_json_container(first, true) : NULL;
-	if (gw == NULL)
+	if (empty)
 		return paygw_set_error(err, PAYGW_ERR_MALFORMED_REPLY,
 							   "malformed reply from the okepay gateway: no gateway object in \"data\"");
+	if (gw == NULL)
+		return false;
 	if (!paygw_reply_field(prov, gw, "id", &out->payment_id, err) ||
 		!paygw_create_require_id(prov, out, "id", err) ||
 		!paygw_reply_field(prov, gw, "link", &out->pay_url, err) ||

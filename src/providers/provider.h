@@ -134,6 +134,7 @@ typedef struct PaygwProvider
 	const char *id_name;		/* the gateway's name for its own id */
 	const char *order_name;		/* ... for the merchant's id, NULL if none */
 	const char *const *option_keys; /* allowed keys of credentials.options */
+	bool		secret_password;	/* its secret can be encrypted: secret_password opens it */
 
 	/*
 	 * The gateway's signature of message (for paygw.sign and the vectors).
@@ -195,6 +196,7 @@ extern const int paygw_provider_count;
 extern const PaygwProvider *paygw_provider_find(const char *name);
 extern const PaygwProvider *paygw_provider_lookup(const char *name, PaygwError *err);
 extern char *paygw_provider_names(void);
+extern char *paygw_provider_names_with_password(void);
 
 /* common.c: helpers shared by the providers */
 extern bool paygw_is_uuid(const char *s);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test/checks/20-worker.sh -- the background worker (the test cluster
 # preloads paygw with paygw.database = 'postgres'):
-#   1. it waits quietly while the extension does not exist;
+#   1. while the extension does not exist only the launcher runs, quietly,
+#      and CREATE EXTENSION starts the worker at once;
 #   2. a pending invoice becomes paid after the gateway flips it, with
 #      exactly one event and one NOTIFY;
 #   3. a commit that tracks an invoice wakes it (naptime set to 10 min);
@@ -20,14 +21,16 @@ log=$PAYGW_WORKDIR/server.log
 log_start=$(stat -c %s "$log")   # only what this check causes is examined
 
 # --- 1. quiet while the extension is missing --------------------------------
-wait_for 10 '[ -n "$(worker_pid)" ]' || check_fail "worker not running"
+launcher_pid() { sqlv "SELECT pid FROM pg_stat_activity WHERE backend_type = 'paygw launcher'"; }
+wait_for 10 '[ -n "$(launcher_pid)" ]' || check_fail "launcher not running"
 [ "$(sqlv "SELECT count(*) FROM pg_extension WHERE extname = 'paygw'")" = 0 ] \
     || check_fail "extension unexpectedly present in database postgres"
 sleep 1
+[ -z "$(worker_pid)" ] || check_fail "a worker runs in database postgres without the extension"
 if tail -c +"$((log_start + 1))" "$log" | grep -E '(ERROR|FATAL)' | grep -i 'paygw' >/dev/null; then
-    check_fail "worker logged errors while the extension was missing"
+    check_fail "paygw logged errors while the extension was missing"
 fi
-check_ok "worker waits quietly without the extension (pid $(worker_pid))"
+check_ok "without the extension only the launcher runs (pid $(launcher_pid)), quietly"
 
 emu_post reset '{}'
 new_db_in_place() {
@@ -38,6 +41,9 @@ VALUES ('ok', 'okepay', 'demo-shop', 'okepay-test-secret-7Qx', :'emu' || '/okepa
 SQL
 }
 new_db_in_place
+# the commit of CREATE EXTENSION wakes the launcher (its naptime is 10 s)
+wait_for 3 '[ -n "$(worker_pid)" ]' || check_fail "CREATE EXTENSION did not start a worker within 3 s"
+check_ok "CREATE EXTENSION starts the worker (pid $(worker_pid))"
 
 # --- 2. pending -> paid, one event, one notification ------------------------
 notes=$PAYGW_WORKDIR/notify.out

@@ -31,7 +31,15 @@ notes=$PAYGW_WORKDIR/lifecycle-notify.out
 { echo "LISTEN paygw_status;"; for _ in $(seq 400); do echo "SELECT pg_sleep(0.1);"; done; } \
     | psql -X -d postgres -At > "$notes" 2>&1 &
 listener=$!
-trap 'kill $listener 2>/dev/null || true' EXIT
+cleanup() {
+    kill "$listener" 2>/dev/null || true
+    # leave database postgres as it was: later checks use its single
+    # okepay account without naming it
+    sqlv "DELETE FROM paygw.invoices WHERE account LIKE 'lc-%'" >/dev/null 2>&1 || true
+    sqlv "DELETE FROM paygw.webhooks WHERE account LIKE 'lc-%'" >/dev/null 2>&1 || true
+    sqlv "DELETE FROM paygw.credentials WHERE name LIKE 'lc-%'" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 sleep 0.5
 
 run=$(date +%s%N)
@@ -85,4 +93,30 @@ done
 creates=$(emu_stat "sorted(d['creates_by_order'].items())")
 python3 -c "import sys; d=dict(eval(sys.argv[1])); bad={k: v for k, v in d.items() if 'lc-' in k and v != 1}; sys.exit(1 if bad or len(d) < 4 else 0)" "$creates" \
     || check_fail "creates by order: $creates"
+
+# Two sessions creating one order id: the second waits for the first (the
+# create lock) and gets its invoice, no second request.  Under REPEATABLE
+# READ, a snapshot taken before the first committed cannot see that invoice:
+# 40001 (retry), never a second create.
+order="lc-race-$run"
+for iso in "READ COMMITTED" "REPEATABLE READ"; do
+    o="$order-${iso// /-}"
+    out=$PAYGW_WORKDIR/lifecycle-race.out
+    { echo "BEGIN ISOLATION LEVEL $iso;"; echo "SELECT 1;"; echo "SELECT pg_sleep(1.5);"
+      echo "SELECT 'second:' || invoice_id FROM paygw_create_invoice('morune', 9, NULL, '$o', '{}', 'lc-mo');"
+      echo "COMMIT;"; } | psql -X -d postgres -At -v VERBOSITY=verbose > "$out" 2>&1 &
+    second=$!
+    sleep 0.5
+    first=$(sqlv "BEGIN; SELECT invoice_id FROM paygw_create_invoice('morune', 9, NULL, '$o', '{}', 'lc-mo'), pg_sleep(0.5); COMMIT;" | grep -E '^[0-9]+' | cut -d'|' -f1)
+    wait "$second" || true
+    if [ "$iso" = "READ COMMITTED" ]; then
+        grep -q "^second:$first\$" "$out" || check_fail "read committed: the second session did not get invoice $first: $(cat "$out")"
+    else
+        grep -q "40001" "$out" || check_fail "repeatable read: expected 40001: $(cat "$out")"
+    fi
+    n=$(emu_stat "d['creates_by_order'].get('morune:$o', 0)")
+    [ "$n" = 1 ] || check_fail "$iso: $n creates for one order id"
+    echo "$iso: two sessions, one order id: one create, $( [ "$iso" = "READ COMMITTED" ] && echo "the second got invoice $first" || echo "the second got 40001")"
+done
+
 check_ok "create -> pay -> webhook -> signed confirmation -> one event and one NOTIFY, for all four gateways"

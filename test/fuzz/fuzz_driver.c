@@ -49,6 +49,7 @@
 #include "utils/numeric.h"
 #include "utils/resowner.h"
 
+#include "compat.h"
 #include "crypto/crypto.h"
 #include "providers/provider.h"
 
@@ -82,7 +83,7 @@ static const long status_codes[16] = {
  * possible: there the harness falls back to an AllocSet.
  *-------------------------------------------------------------------------
  */
-#if PG_VERSION_NUM < 160000
+#if PAYGW_HAVE_CUSTOM_MEMORY_CONTEXTS
 #define HAVE_GUARD_CONTEXT 1
 
 typedef struct GuardChunk
@@ -250,11 +251,9 @@ guard_context_create(MemoryContext parent, const char *name)
 #else
 #define HAVE_GUARD_CONTEXT 0
 
-static MemoryContext
-guard_context_create(MemoryContext parent, const char *name)
-{
-	return AllocSetContextCreate(parent, name, ALLOCSET_DEFAULT_SIZES);
-}
+/* a macro: AllocSetContextCreate() insists on a constant name */
+#define guard_context_create(parent, name) \
+	AllocSetContextCreate((parent), (name), ALLOCSET_DEFAULT_SIZES)
 #endif
 
 /*-------------------------------------------------------------------------
@@ -265,7 +264,8 @@ static const char *current_target = "?";
 static bool in_input = false;
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
-static void fuzz_fail(const char *fmt,...) pg_attribute_printf(1, 2) pg_attribute_noreturn();
+static PAYGW_NORETURN_PREFIX void fuzz_fail(const char *fmt,...)
+			pg_attribute_printf(1, 2) PAYGW_NORETURN_SUFFIX;
 
 static void
 fuzz_fail(const char *fmt,...)

@@ -156,6 +156,11 @@ if (( selftest )); then
             >"$log" 2>&1 || true
         if grep -q -E "${expect[$k]}" "$log"; then
             printf 'selftest %s: caught (%s)\n' "$k" "${expect[$k]//\\/}"
+        elif [[ $k == [OU] ]] && grep -q 'no per-chunk ASan bounds' "$log"; then
+            # the harness says it has no guard context on this server
+            # (src/compat.h: PAYGW_HAVE_CUSTOM_MEMORY_CONTEXTS): a palloc'd
+            # chunk's bounds are invisible to ASan, nothing to prove
+            printf 'selftest %s: not checkable: AllocSet input context on this PostgreSQL version\n' "$k"
         else
             printf 'selftest %s: NOT caught: expected "%s" (log: %s)\n' "$k" "${expect[$k]//\\/}" "$log"
             tail -n 20 "$log"
