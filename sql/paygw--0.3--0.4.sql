@@ -700,12 +700,10 @@ BEGIN
                 INSERT INTO paygw.invoice_events (invoice_id, old_status, new_status,
                                                   provider_status, applied)
                 VALUES (inv.id, 'pending', p_status, p_provider_status, true);
-                PERFORM pg_notify('paygw_status', json_build_object(
-                    'invoice_id', inv.id,
-                    'provider', left(inv.provider, 200), 'account', left(inv.account, 200),
-                    'payment_id', left(inv.payment_id, 200), 'order_id', left(inv.order_id, 200),
-                    'old_status', 'pending'::paygw.payment_status, 'new_status', p_status,
-                    'provider_status', left(p_provider_status, 200))::text);
+                PERFORM pg_notify('paygw_status', paygw.status_payload(
+                    inv.id, left(inv.provider, 200), left(inv.account, 200),
+                    left(inv.payment_id, 200), left(inv.order_id, 200),
+                    'pending', p_status::text, left(p_provider_status, 200)));
             END IF;
         END IF;
         IF inv.id IS NULL THEN
