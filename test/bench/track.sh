@@ -77,7 +77,7 @@ timed() {
     rate[$name]=$(python3 -c "print(f'{$N / (($t1 - $t0) / 1e9):.0f}')")
     cpu[$name]=$(python3 -c "print(f'{$N / max(($c1 - $c0) / $hz, 1 / $hz):.0f}')")
 }
-empty() { run_sql "TRUNCATE paygw.invoices, paygw.invoice_events, paygw.webhooks, public.invoices_copy; CHECKPOINT" >/dev/null; }
+empty() { run_sql "TRUNCATE paygw.invoices, paygw.invoice_events, paygw.webhooks, paygw.webhook_probes, public.invoices_copy; CHECKPOINT" >/dev/null; }
 
 printf 'machine: %s, %s cores, %s; PostgreSQL %s; load %s\n' "$(uname -m)" "$(nproc)" \
     "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)" \
