@@ -236,7 +236,16 @@ paygw_track(PG_FUNCTION_ARGS)
 		"INSERT INTO paygw.invoices (provider, account, payment_id, order_id)"
 		" VALUES ($1, $2, $3, $4) ON CONFLICT (account, order_id) DO NOTHING RETURNING id",
 	};
-	static SPIPlanPtr find_plan = NULL;
+	/* the same three cases: one index probe when one id is given */
+	static SPIPlanPtr find_plans[3] = {NULL, NULL, NULL};
+	static const char *const find_sql[3] = {
+		"SELECT id, payment_id, order_id FROM paygw.invoices"
+		" WHERE account = $2 AND (payment_id = $3 OR order_id = $4) AND $1 IS NOT NULL",
+		"SELECT id, payment_id, order_id FROM paygw.invoices"
+		" WHERE account = $2 AND payment_id = $3 AND $1 IS NOT NULL AND $4 IS NULL",
+		"SELECT id, payment_id, order_id FROM paygw.invoices"
+		" WHERE account = $2 AND order_id = $4 AND $1 IS NOT NULL AND $3 IS NULL",
+	};
 	static SPIPlanPtr fill_plan = NULL;
 	MemoryContext callcxt = paygw_call_context();
 	MemoryContext oldcxt = MemoryContextSwitchTo(callcxt);
@@ -264,7 +273,10 @@ paygw_track(PG_FUNCTION_ARGS)
 	/*
 	 * With one id the only conflict possible is on that id's key (the
 	 * other id is NULL, the primary key comes from its sequence): check
-	 * just that one index for a conflict rather than all three.
+	 * just that one index for a conflict rather than all three, and find
+	 * the row tracked already by that key alone (a plan with an OR of both
+	 * keys can cost more than the planner's plans for the given values, and
+	 * then it plans the statement again for every call).
 	 */
 	which = (payment_id && order_id) ? 0 : payment_id ? 1 : 2;
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -290,10 +302,7 @@ paygw_track(PG_FUNCTION_ARGS)
 		char	   *have_order;
 		PaygwError	err;
 
-		ret = SPI_execute_plan(paygw_spi_prepare_once(&find_plan,
-													  "SELECT id, payment_id, order_id FROM paygw.invoices"
-													  " WHERE account = $2 AND (payment_id = $3 OR order_id = $4)"
-													  " AND $1 IS NOT NULL",
+		ret = SPI_execute_plan(paygw_spi_prepare_once(&find_plans[which], find_sql[which],
 													  4, types),
 							   values, nulls, false, 0);
 		if (ret != SPI_OK_SELECT)
