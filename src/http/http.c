@@ -1098,6 +1098,8 @@ rebuild_wait_set(void)
 {
 	int			live = 0;
 
+	/* an ERROR half-way leaves it to be rebuilt again */
+	wait_set_rebuild = true;
 	if (wait_set != NULL)
 		FreeWaitEventSet(wait_set);
 	wait_set = NULL;
@@ -1140,6 +1142,8 @@ update_wait_set(void)
 	}
 	if (!watches_changed)
 		return;
+	/* an ERROR half-way (from epoll_ctl, say) leaves it to be rebuilt */
+	wait_set_rebuild = true;
 	for (int i = 0; i < nwatches; i++)
 	{
 		SockWatch  *w = &watches[i];
@@ -1194,6 +1198,7 @@ update_wait_set(void)
 	}
 	compact_watches();
 	watches_changed = false;
+	wait_set_rebuild = false;
 	/* dead positions are never reused: start over once they dominate */
 	if (wait_set_used - wait_set_fixed - registered > Max(16, registered))
 		rebuild_wait_set();
@@ -1201,11 +1206,11 @@ update_wait_set(void)
 
 /* Let libcurl handle its timeouts (and start new transfers) if it is time. */
 static void
-run_timer(bool force)
+run_timer(void)
 {
 	int			running;
 
-	if (!timer_armed || (!force && now_us() < timer_due_us))
+	if (!timer_armed || now_us() < timer_due_us)
 		return;
 	timer_armed = false;
 	if (curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running) != CURLM_OK)
@@ -1267,7 +1272,7 @@ wait_and_dispatch(long timeout_ms)
 		if (curl_multi_socket_action(multi, w->fd, flags, &running) != CURLM_OK)
 			elog(ERROR, "libcurl multi interface failed");
 	}
-	run_timer(false);
+	run_timer();
 }
 
 /*
@@ -1281,7 +1286,7 @@ paygw_http_pool_kick(PaygwHttpPool *pool)
 {
 	pool_start(pool);
 	if (pool->nrunning > 0)
-		run_timer(false);
+		run_timer();
 }
 
 /*
@@ -1326,8 +1331,8 @@ paygw_http_pool_cancel_all(PaygwHttpPool *pool, void **args, int max)
  * are stored in done; returns their number.  Interrupts (cancel, timeout,
  * termination) set the latch, which is waited on with the transfers'
  * sockets, and are raised here; the wait also ends at once when the
- * postmaster dies.  A background worker asked to shut
- * down (ShutdownRequestPending) gets control back at once, and no queued
+ * postmaster dies.  A background worker asked to shut down
+ * (ShutdownRequestPending) gets control back at once, and no queued
  * transfer is started for it.
  */
 int
@@ -1365,7 +1370,7 @@ paygw_http_pool_run(PaygwHttpPool *pool, int timeout_ms, void **done,
 			return ndone;
 
 		/* new transfers start from libcurl's timer */
-		run_timer(false);
+		run_timer();
 
 		while (ndone < max_done && (msg = curl_multi_info_read(multi, &queued)) != NULL)
 		{
