@@ -356,6 +356,7 @@ okepay_build_create(PaygwAccount *account, const PaygwCreateRequest *in,
 					PaygwHttpRequest *req, PaygwError *err)
 {
 	StringInfoData body;
+	StringInfoData url;
 	char	   *signature;
 
 	initStringInfo(&body);
@@ -372,15 +373,10 @@ okepay_build_create(PaygwAccount *account, const PaygwCreateRequest *in,
 	paygw_wipe_string(signature);
 
 	req->method = "POST";
-	req->url = psprintf("%s/v1.0/Gateway/?instance=", account->base_url);
-	{
-		StringInfoData url;
-
-		initStringInfo(&url);
-		appendStringInfoString(&url, req->url);
-		paygw_append_form_encoded(&url, account->merchant_id);
-		req->url = url.data;
-	}
+	initStringInfo(&url);
+	appendStringInfo(&url, "%s/v1.0/Gateway/?instance=", account->base_url);
+	paygw_append_form_encoded(&url, account->merchant_id);
+	req->url = url.data;
 	req->body = body.data;
 	req->body_len = body.len;
 	return paygw_http_add_header(req, "Content-Type", "application/x-www-form-urlencoded", false, err) &&
@@ -398,7 +394,7 @@ okepay_parse_create(PaygwAccount *account, const PaygwCreateRequest *in,
 	bool		refused;
 	bool		empty;
 	JsonbContainer *gw;
-	JsonbValue *validity;
+	char	   *validity;
 
 	(void) account;
 	gw = okepay_reply_gateway(resp, &jb, &refused, &message, &empty, err);
@@ -414,9 +410,9 @@ okepay_parse_create(PaygwAccount *account, const PaygwCreateRequest *in,
 		!paygw_reply_field(prov, gw, "link", &out->pay_url, err) ||
 		!paygw_create_status(prov, okepay_statuses, gw, "status", out, err))
 		return false;
-	validity = paygw_create_value(in, "validity");
+	validity = paygw_create_text(in, "validity");
 	if (validity != NULL)
-		out->expires_in_s = strtol(paygw_create_text(in, "validity"), NULL, 10) * 60;
+		out->expires_in_s = strtol(validity, NULL, 10) * 60;
 	out->response = jb;
 	return true;
 }
