@@ -337,7 +337,11 @@ notify_extension_change(Oid dboid)
 
 		SpinLockAcquire(&slot->mutex);
 		if (slot->dboid == dboid && slot->pid != 0)
+		{
+			/* looked at on its next turn, whatever it is doing */
+			slot->recheck = true;
 			latch = slot->latch;
+		}
 		SpinLockRelease(&slot->mutex);
 		if (latch != NULL)
 			SetLatch(latch);
@@ -857,6 +861,7 @@ launch_worker(int i, LauncherDb *db, bool fresh)
 	generation = ++slot->generation;
 	slot->state = PAYGW_WORKER_STARTING;
 	slot->stop = false;
+	slot->recheck = false;
 	slot->launched_at = GetCurrentTimestamp();
 	slot->exited_at = 0;
 	SpinLockRelease(&slot->mutex);

@@ -70,6 +70,7 @@ typedef struct PaygwWorkerSlot
 	uint64		busy;
 	int			waiting_retry;	/* results kept for a busy row */
 	bool		probes_queued;	/* a commit queued a webhook probe */
+	bool		recheck;		/* paygw was created, dropped or altered here */
 } PaygwWorkerSlot;
 
 /* launcher.c */

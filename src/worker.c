@@ -62,7 +62,6 @@
 
 #include "access/xact.h"
 #include "commands/dbcommands.h"
-#include "commands/extension.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -272,31 +271,38 @@ extension_state(Oid *ext)
 	MemoryContext cxt = xact_begin(NULL);
 	PaygwWorkerState state = PAYGW_WORKER_ABSENT;
 
-	*ext = get_extension_oid("paygw", true);
-	if (OidIsValid(*ext))
+	/*
+	 * Both from one snapshot of pg_extension, not the OID from the catalog
+	 * cache: the DROP EXTENSION that woke this worker has committed, but its
+	 * cache invalidations may not have come yet.
+	 */
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT oid, extversion FROM pg_catalog.pg_extension"
+					" WHERE extname = 'paygw'", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "reading pg_extension failed");
+	*ext = InvalidOid;
+	if (SPI_processed == 1)
 	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		state = PAYGW_WORKER_OLD;
-		if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension"
-						" WHERE extname = 'paygw'", true, 1) == SPI_OK_SELECT &&
-			SPI_processed == 1)
-		{
-			char	   *version = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		HeapTuple	row = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		char	   *version = SPI_getvalue(row, desc, 2);
 
-			if (version != NULL && strcmp(version, PAYGW_SQL_VERSION) == 0)
-				state = PAYGW_WORKER_READY;
-			else if (!said_old)
-			{
-				ereport(LOG,
-						errmsg("paygw worker waits: extension paygw %s in database \"%s\" is not the version %s this library needs",
-							   version ? version : "?", worker_dbname, PAYGW_SQL_VERSION),
-						errhint("Run ALTER EXTENSION paygw UPDATE in database \"%s\".", worker_dbname));
-				said_old = true;
-			}
+		*ext = DatumGetObjectId(SPI_getbinval(row, desc, 1, &isnull));
+		state = PAYGW_WORKER_OLD;
+		if (version != NULL && strcmp(version, PAYGW_SQL_VERSION) == 0)
+			state = PAYGW_WORKER_READY;
+		else if (!said_old)
+		{
+			ereport(LOG,
+					errmsg("paygw worker waits: extension paygw %s in database \"%s\" is not the version %s this library needs",
+						   version ? version : "?", worker_dbname, PAYGW_SQL_VERSION),
+					errhint("Run ALTER EXTENSION paygw UPDATE in database \"%s\".", worker_dbname));
+			said_old = true;
 		}
-		SPI_finish();
 	}
+	SPI_finish();
 	xact_end(cxt);
 	return state;
 }
@@ -767,6 +773,7 @@ paygw_worker_main(Datum main_arg)
 	{
 		int			pending;
 		bool		stop;
+		bool		recheck;
 
 		/* whatever the previous pass allocated outside an item goes now */
 		MemoryContextSwitchTo(passcxt);
@@ -777,9 +784,20 @@ paygw_worker_main(Datum main_arg)
 		/* the launcher (or a DROP DATABASE) asks for the orderly stop */
 		SpinLockAcquire(&shared->mutex);
 		stop = shared->stop;
+		recheck = shared->recheck;
+		shared->recheck = false;
 		SpinLockRelease(&shared->mutex);
 		if (stop)
 			ShutdownRequestPending = true;
+
+		/*
+		 * paygw was dropped, created or altered in this database: look now,
+		 * not only after the next sleep (a worker retrying busy results or
+		 * waiting for replies may not sleep for a while).  Dropped, it has
+		 * nothing left to write its results to.
+		 */
+		if (recheck && !ShutdownRequestPending)
+			idle = true;
 
 		if (ShutdownRequestPending)
 		{
@@ -819,7 +837,7 @@ paygw_worker_main(Datum main_arg)
 			state = extension_state(&ext);
 			paygw_worker_slot_set_state(shared, state);
 			if (state == PAYGW_WORKER_ABSENT)
-				proc_exit(0);	/* dropped: nothing is leased or in flight */
+				proc_exit(0);	/* dropped: the rows of anything in flight are gone too */
 			if (state == PAYGW_WORKER_OLD)
 			{
 				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
