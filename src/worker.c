@@ -702,6 +702,7 @@ paygw_worker_main(Datum main_arg)
 	int			capacity;
 	TimestampTz first_ready = 0;
 	TimestampTz last_retry = 0;
+	TimestampTz claim_again_at = 0;	/* no claim before, unless idle */
 	TimestampTz last_purge = 0;
 	bool		idle = true;
 	int			concurrency = paygw_max_concurrency;
@@ -892,12 +893,17 @@ paygw_worker_main(Datum main_arg)
 		}
 
 		/*
-		 * Keep the pipeline full: claim while fewer than two rounds of work
-		 * are queued or running, so a finished request's slot is refilled
-		 * from the queue at once.  (Leases are sized for the whole queue.)
+		 * Keep the pipeline full, in few claims: when little more than one
+		 * round of work is queued or running, claim up to three rounds, so
+		 * a finished request's slot is refilled from the queue at once and
+		 * each claim's fixed cost is shared by many invoices.  After a claim
+		 * that found fewer due than it asked for, wait a little before the
+		 * next (unless there is nothing left to wait for): a claim is a
+		 * transaction.  (Leases are sized for the whole queue.)
 		 */
-		if (pending < 2 * concurrency && !ShutdownRequestPending &&
-			concurrency == paygw_max_concurrency && per_account == paygw_max_per_account)
+		if (pending < concurrency + Max(1, concurrency / 4) && !ShutdownRequestPending &&
+			concurrency == paygw_max_concurrency && per_account == paygw_max_per_account &&
+			((pending == 0 && nready == 0) || GetCurrentTimestamp() >= claim_again_at))
 		{
 			int			want = Min(paygw_batch_size, 3 * concurrency - pending);
 			int			n;
@@ -908,6 +914,8 @@ paygw_worker_main(Datum main_arg)
 			 */
 			want = Min(want, capacity - nready - pending - nretry);
 			n = want > 0 ? claim_batch(itemcxt, pool, claimed, want, run) : 0;
+			claim_again_at = n < want
+				? TimestampTzPlusMilliseconds(GetCurrentTimestamp(), APPLY_DELAY_MS) : 0;
 
 			/* items that could not even be prepared are finished already */
 			for (int i = 0; i < n; i++)

@@ -91,6 +91,7 @@ run() {
     local count=$1 pid base t0 t1 c0 c1 w0 w1 e0 e1 done_now peak=0 kb
     pid=$(worker_pid)
     base=$(poll "SELECT invoices_checked FROM paygw.worker_status")
+    passes0=$(poll "SELECT passes FROM paygw.worker_status")
     c0=$(server_ticks); w0=$(proc_ticks "$pid"); e0=$(proc_ticks "$emu_pid")
     # the invoices are due at once when this commits; the clock starts then
     sqlv "SELECT count(paygw_track('okepay', (${next_id} + i)::text)) FROM generate_series(1, $count) i" >/dev/null
@@ -106,6 +107,7 @@ run() {
     done
     t1=$(date +%s%N)
     c1=$(server_ticks); w1=$(proc_ticks "$pid"); e1=$(proc_ticks "$emu_pid")
+    passes=$(( $(poll "SELECT passes FROM paygw.worker_status") - passes0 ))
     worker_cpu=$(python3 -c "print(f'{($w1 - $w0) / $hz:.2f}')")
     worker_ms_per=$(python3 -c "print(f'{($w1 - $w0) / $hz / $count * 1000:.3f}')")
     emu_cpu=$(python3 -c "print(f'{($e1 - $e0) / $hz:.2f}')")
@@ -146,7 +148,8 @@ printf 'run       C=%d: %6d invoices  %8s/s  ideal %7s/s  ratio %s  worker RssAn
     "$C" "$N" "$rate" "$ideal" "$ratio" "$peak_kb" "$cpu_per_k"
 printf 'speed-up over C=1: %.1fx   (wall %s s; average requests in flight %d; CPU: worker %s s, emulator %s s)\n' \
     "$(python3 -c "print($rate / $base_rate)")" "$wall" "$avg_in_flight" "$worker_cpu" "$emu_cpu"
-printf 'worker CPU per reconciled invoice: %s ms\n' "$worker_ms_per"
+printf 'worker CPU per reconciled invoice: %s ms  (%d claiming passes, %.1f invoices each)\n' \
+    "$worker_ms_per" "$passes" "$(python3 -c "print($N / max(1, $passes))")"
 first_rate=$rate
 
 if (( IDLE_N > 0 )); then
