@@ -1028,3 +1028,20 @@ AS 'MODULE_PATHNAME', 'paygw_create_invoice';
 COMMENT ON FUNCTION @extschema@.paygw_create_invoice(text, numeric, text, text, jsonb, text) IS
     'Create an invoice at a gateway (one signed call; idempotent by order id) and track it';
 REVOKE ALL ON FUNCTION @extschema@.paygw_create_invoice(text, numeric, text, text, jsonb, text) FROM PUBLIC;
+
+-- Track a batch of payments in one call, as paygw_track(provider, id,
+-- order_id, account) would one by one: element k of ids and of order_ids
+-- are one payment's ids (ids may be NULL when order_ids is given).  Returns
+-- a row per element, in order: its ids as given and its invoice id.  One
+-- INSERT of the whole batch, one lookup by key, and one UPDATE when ids are
+-- filled in, whatever the batch's size.
+CREATE FUNCTION @extschema@.paygw_track(provider text, ids text[],
+                                        order_ids text[] DEFAULT NULL,
+                                        account text DEFAULT NULL)
+RETURNS TABLE (payment_id text, order_id text, invoice_id bigint)
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'paygw_track_bulk';
+COMMENT ON FUNCTION @extschema@.paygw_track(text, text[], text[], text) IS
+    'Track a batch of payments in paygw.invoices; a row per element, in order, with its invoice id';
+REVOKE ALL ON FUNCTION @extschema@.paygw_track(text, text[], text[], text) FROM PUBLIC;
