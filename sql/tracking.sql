@@ -199,6 +199,40 @@ SELECT paygw_try($$SELECT * FROM paygw_track('okepay', ARRAY[['7010', '7011'], [
 SELECT paygw_try($$SELECT * FROM paygw_track('alikassa', ARRAY['a'], ARRAY[['b']])$$, true);
 SELECT count(*) = :invoices_before AS nothing_kept FROM paygw.invoices;
 
+-- the validation trigger skips only rows exactly like those paygw_track
+-- checked: a row an application trigger changes first, or inserts
+-- meanwhile, is checked as always (here: made canonical, the account
+-- filled in, or refused)
+SELECT paygw.invoice_prevalidated('okepay', 'ok', '7001', NULL) AS outside_paygw_track;
+CREATE FUNCTION app_pad_id() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.payment_id IN ('7020', '7024') THEN NEW.payment_id := '000' || NEW.payment_id; END IF;
+    IF NEW.payment_id = '7021' THEN NEW.payment_id := 'abc'; END IF;
+    RETURN NEW;
+END $$;
+CREATE FUNCTION app_insert_more() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.payment_id = '7022' THEN
+        INSERT INTO paygw.invoices (provider, payment_id) VALUES ('okepay', '0007023');
+    END IF;
+    RETURN NEW;
+END $$;
+-- (BEFORE triggers fire in name order: this one before invoices_validate)
+CREATE TRIGGER app_pad_id BEFORE INSERT ON paygw.invoices
+    FOR EACH ROW EXECUTE FUNCTION app_pad_id();
+CREATE TRIGGER app_insert_more AFTER INSERT ON paygw.invoices
+    FOR EACH ROW EXECUTE FUNCTION app_insert_more();
+SELECT payment_id, invoice_id - :ids_before AS new_invoice
+  FROM paygw_track('okepay', ARRAY['7020', '7022']);
+SELECT paygw_track('okepay', '7024') - :ids_before AS single_form;
+SELECT account, payment_id FROM paygw.invoices WHERE payment_id IN ('7020', '7022', '7023', '7024') ORDER BY id;
+SELECT paygw_try($$SELECT * FROM paygw_track('okepay', ARRAY['7025', '7021'])$$);
+SELECT paygw_try($$SELECT paygw_track('okepay', '7021')$$);
+DROP TRIGGER app_pad_id ON paygw.invoices;
+DROP TRIGGER app_insert_more ON paygw.invoices;
+DROP FUNCTION app_pad_id();
+DROP FUNCTION app_insert_more();
+
 -- privileges: none for PUBLIC; the grant on the single form does not
 -- cover the arrays' form, nor the other way round
 CREATE ROLE regress_paygw_track NOLOGIN;

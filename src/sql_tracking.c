@@ -15,6 +15,7 @@
 
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
@@ -40,6 +41,7 @@ PG_FUNCTION_INFO_V1(paygw_status_payload);
 PG_FUNCTION_INFO_V1(paygw_wake_worker);
 PG_FUNCTION_INFO_V1(paygw_track);
 PG_FUNCTION_INFO_V1(paygw_track_bulk);
+PG_FUNCTION_INFO_V1(paygw_invoice_prevalidated);
 PG_FUNCTION_INFO_V1(paygw_refresh);
 PG_FUNCTION_INFO_V1(paygw_check_invoice);
 
@@ -222,6 +224,158 @@ paygw_wake_worker(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The rows paygw_track has just validated for the INSERT it is running, in
+ * this backend: the validation trigger's WHEN clause,
+ * paygw.invoice_prevalidated(), is false for a row byte-identical to one of
+ * them, so the trigger does not check again what paygw_track checked: 13 %
+ * of the time of tracking a batch of new payments (the trigger is SECURITY
+ * DEFINER with a setting of its own); for one payment per call it makes no
+ * measurable difference.  Any other row -- one a user trigger inserts
+ * meanwhile, or changes first -- is checked as always, and so is every row
+ * once paygw.credentials changed (the account cache's generation moved).
+ * Set around that INSERT only, also when it fails; a nested call's rows
+ * replace them only for as long as its INSERT runs.
+ */
+typedef struct TrackKey
+{
+	const char *payment_id;		/* not NUL-terminated; NULL: none */
+	int			payment_len;
+	const char *order_id;
+	int			order_len;
+} TrackKey;
+
+typedef struct TrackKeyEntry
+{
+	TrackKey	key;
+	uint32		hash;
+	char		status;
+} TrackKeyEntry;
+
+static uint32
+track_key_hash(const TrackKey *key)
+{
+	uint32		h = key->payment_id ? hash_bytes((const unsigned char *) key->payment_id,
+												 key->payment_len) : 0x9e3779b9;
+
+	return hash_combine(h, key->order_id ? hash_bytes((const unsigned char *) key->order_id,
+													  key->order_len) : 0x7f4a7c15);
+}
+
+static bool
+track_key_equal(const TrackKey *a, const TrackKey *b)
+{
+	return (a->payment_id == NULL ? b->payment_id == NULL
+			: b->payment_id != NULL && a->payment_len == b->payment_len &&
+			memcmp(a->payment_id, b->payment_id, a->payment_len) == 0) &&
+		(a->order_id == NULL ? b->order_id == NULL
+		 : b->order_id != NULL && a->order_len == b->order_len &&
+		 memcmp(a->order_id, b->order_id, a->order_len) == 0);
+}
+
+#define SH_PREFIX trackkeys
+#define SH_ELEMENT_TYPE TrackKeyEntry
+#define SH_KEY_TYPE TrackKey
+#define SH_KEY key
+#define SH_HASH_KEY(tb, k) track_key_hash(&(k))
+#define SH_EQUAL(tb, a, b) track_key_equal(&(a), &(b))
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a) ((a)->hash)
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+typedef struct TrackValidated
+{
+	const char *provider;
+	const char *account;
+	uint64		generation;		/* of the account cache: paygw.credentials
+								 * changed since, and the rows are checked */
+	TrackKey	one;			/* the row, for paygw_track of one payment */
+	trackkeys_hash *keys;		/* the rows, for a batch; NULL: one */
+} TrackValidated;
+
+static TrackValidated *track_validated = NULL;
+
+static TrackKey
+track_key(const char *payment_id, const char *order_id)
+{
+	TrackKey	key;
+
+	key.payment_id = payment_id;
+	key.payment_len = payment_id ? strlen(payment_id) : 0;
+	key.order_id = order_id;
+	key.order_len = order_id ? strlen(order_id) : 0;
+	return key;
+}
+
+/*
+ * Run the INSERT of paygw_track (plan, values, nulls; by_key: through
+ * paygw_spi_execute_by_key()) with v as the rows validated for it.  Returns
+ * SPI_execute_plan()'s result.
+ */
+static int
+track_insert_validated(TrackValidated *v, SPIPlanPtr plan, Datum *values, const char *nulls,
+					   bool by_key)
+{
+	TrackValidated *outer = track_validated;
+	int			ret;
+
+	v->generation = paygw_account_cache_generation();
+	track_validated = v;
+	PG_TRY();
+	{
+		ret = by_key ? paygw_spi_execute_by_key(plan, values, nulls)
+			: SPI_execute_plan(plan, values, nulls, false, 0);
+	}
+	PG_FINALLY();
+	{
+		track_validated = outer;
+	}
+	PG_END_TRY();
+	return ret;
+}
+
+/* Does text t hold exactly s? */
+static bool
+text_is(text *t, const char *s)
+{
+	size_t		len = strlen(s);
+
+	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
+}
+
+/*
+ * paygw.invoice_prevalidated(provider, account, payment_id, order_id): is
+ * this a row paygw_track has validated for the INSERT it is running?  The
+ * WHEN clause of the invoices_validate trigger; reads nothing, and runs as
+ * the role inserting.
+ */
+Datum
+paygw_invoice_prevalidated(PG_FUNCTION_ARGS)
+{
+	TrackValidated *v = track_validated;
+	TrackKey	key;
+	text	   *payment_id;
+	text	   *order_id;
+
+	if (v == NULL || v->generation != paygw_account_cache_generation() ||
+		PG_ARGISNULL(0) || PG_ARGISNULL(1) ||
+		!text_is(PG_GETARG_TEXT_PP(0), v->provider) ||
+		!text_is(PG_GETARG_TEXT_PP(1), v->account))
+		PG_RETURN_BOOL(false);
+	payment_id = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
+	order_id = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
+	key.payment_id = payment_id ? VARDATA_ANY(payment_id) : NULL;
+	key.payment_len = payment_id ? VARSIZE_ANY_EXHDR(payment_id) : 0;
+	key.order_id = order_id ? VARDATA_ANY(order_id) : NULL;
+	key.order_len = order_id ? VARSIZE_ANY_EXHDR(order_id) : 0;
+	if (v->keys == NULL)
+		PG_RETURN_BOOL(track_key_equal(&key, &v->one));
+	PG_RETURN_BOOL(trackkeys_lookup(v->keys, key) != NULL);
+}
+
+/*
  * paygw_track(provider, id, order_id, account): the id of the invoice for
  * this payment, inserted when it is not tracked yet.  Calling it again for
  * the same payment returns the same id (and fills in an order id or gateway
@@ -263,6 +417,7 @@ paygw_track(PG_FUNCTION_ARGS)
 	int64		id;
 	int			ret;
 	int			which;
+	TrackValidated validated;
 
 	invoice_ids(prov, &payment_id, &order_id);
 	account = account_or_raise(prov, paygw_arg_text(fcinfo, 3));
@@ -285,9 +440,14 @@ paygw_track(PG_FUNCTION_ARGS)
 	which = (payment_id && order_id) ? 0 : payment_id ? 1 : 2;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute_plan(paygw_spi_prepare_once(&insert_plans[which], insert_sql[which],
-												  4, types),
-						   values, nulls, false, 0);
+	validated.provider = prov->name;
+	validated.account = account;
+	validated.one = track_key(payment_id, order_id);
+	validated.keys = NULL;
+	ret = track_insert_validated(&validated,
+								 paygw_spi_prepare_once(&insert_plans[which], insert_sql[which],
+														4, types),
+								 values, nulls, false);
 	if (ret != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "inserting into paygw.invoices failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 1)
@@ -664,6 +824,7 @@ paygw_track_bulk(PG_FUNCTION_ARGS)
 	Datum	   *accounts;
 	int			which;
 	int			ret;
+	TrackValidated validated;
 
 	InitMaterializedSRF(fcinfo, 0);
 	callcxt = paygw_call_context();
@@ -738,9 +899,19 @@ paygw_track_bulk(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 
 	/* 1. insert the elements not tracked yet */
-	ret = paygw_spi_execute_by_key(prepare_batch_once(&insert_plans[which],
-													  track_insert_sql[which], 4, types),
-								   values, NULL);
+	validated.provider = prov->name;
+	validated.account = account;
+	validated.keys = trackkeys_create(CurrentMemoryContext, n, NULL);
+	for (int k = 0; k < n; k++)
+	{
+		bool		isnew;
+
+		(void) trackkeys_insert(validated.keys, track_key(payment_ids[k], order_ids[k]), &isnew);
+	}
+	ret = track_insert_validated(&validated,
+								 prepare_batch_once(&insert_plans[which], track_insert_sql[which],
+													4, types),
+								 values, NULL, true);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "inserting into paygw.invoices failed: %s", SPI_result_code_string(ret));
 
