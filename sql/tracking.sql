@@ -174,6 +174,10 @@ SELECT payment_id, invoice_id - :ids_before AS new_invoice
 SELECT payment_id, order_id, invoice_id - :ids_before AS new_invoice
   FROM paygw_track('alikassa', order_ids => ARRAY['ak-7001'], ids => NULL, account => 'ak');
 
+-- two invoices known by their gateway ids only
+SELECT payment_id, invoice_id - :ids_before AS new_invoice
+  FROM paygw_track('alikassa', ARRAY['AK-PAY-7005', 'AK-PAY-7006']);
+
 -- bad input: the single form's errors, naming the element; nothing of the
 -- call is kept, even rows it had inserted before the error
 SELECT count(*) AS invoices_before FROM paygw.invoices \gset
@@ -186,6 +190,12 @@ SELECT * FROM paygw_track('okepay', ARRAY['7010', '7011', '500'], ARRAY[NULL, NU
 -- two elements of one call that fill different ids into one invoice: the
 -- second is the conflict, as it would be one call after the other
 SELECT * FROM paygw_track('okepay', ARRAY['7010', '7003', '7003'], ARRAY[NULL, 'ok-7003', 'ok-7003b']);
+-- ... or one order id into two invoices
+SELECT * FROM paygw_track('alikassa', ARRAY['AK-PAY-7005', 'AK-PAY-7006'], ARRAY['ak-7007', 'ak-7007']);
+-- stricter than one call after the other: an element that fills in an
+-- order id, and a later one with that order id alone (inserted as an
+-- invoice of its own before the ids are filled in)
+SELECT * FROM paygw_track('alikassa', ARRAY['AK-PAY-7005', NULL], ARRAY['ak-7005', 'ak-7005']);
 SELECT count(*) = :invoices_before AS nothing_kept,
        count(*) FILTER (WHERE payment_id IN ('7010', '7011') OR order_id = 'ok-7003') AS rows_7010
   FROM paygw.invoices;
