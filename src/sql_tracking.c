@@ -86,6 +86,28 @@ provider_or_raise(const char *name)
 }
 
 /*
+ * Raise PAYGW_ERR_TRACK_CONFLICT for paygw_track: what (the gateway id, the
+ * order id) of invoice id differs from what was asked; what NULL: the ids
+ * belong to two invoices, or to none.
+ */
+static PAYGW_NORETURN_PREFIX void raise_track_conflict(const char *what, int64 id) PAYGW_NORETURN_SUFFIX;
+
+static void
+raise_track_conflict(const char *what, int64 id)
+{
+	PaygwError	err;
+
+	if (what == NULL)
+		paygw_set_error(&err, PAYGW_ERR_TRACK_CONFLICT,
+						"the gateway id and the order id belong to different tracked invoices");
+	else
+		paygw_set_error(&err, PAYGW_ERR_TRACK_CONFLICT,
+						"payment is already tracked as invoice %lld with a different %s",
+						(long long) id, what);
+	paygw_raise(&err);
+}
+
+/*
  * The name of the account to use (see paygw_account_resolve; cached within
  * the transaction), or raise.
  */
@@ -464,7 +486,6 @@ paygw_track(PG_FUNCTION_ARGS)
 		bool		isnull;
 		char	   *have_payment;
 		char	   *have_order;
-		PaygwError	err;
 
 		ret = SPI_execute_plan(paygw_spi_prepare_once(&find_plans[which], find_sql[which],
 													  4, types),
@@ -472,11 +493,7 @@ paygw_track(PG_FUNCTION_ARGS)
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "reading paygw.invoices failed: %s", SPI_result_code_string(ret));
 		if (SPI_processed != 1)
-		{
-			paygw_set_error(&err, PAYGW_ERR_TRACK_CONFLICT,
-							"the gateway id and the order id belong to different tracked invoices");
-			paygw_raise(&err);
-		}
+			raise_track_conflict(NULL, 0);
 		row = SPI_tuptable->vals[0];
 		desc = SPI_tuptable->tupdesc;
 		id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
@@ -484,14 +501,8 @@ paygw_track(PG_FUNCTION_ARGS)
 		have_order = SPI_getvalue(row, desc, 3);
 		if ((payment_id && have_payment && strcmp(payment_id, have_payment) != 0) ||
 			(order_id && have_order && strcmp(order_id, have_order) != 0))
-		{
-			paygw_set_error(&err, PAYGW_ERR_TRACK_CONFLICT,
-							"payment is already tracked as invoice %lld with a different %s",
-							(long long) id,
-							(payment_id && have_payment && strcmp(payment_id, have_payment) != 0)
-							? "gateway id" : "order id");
-			paygw_raise(&err);
-		}
+			raise_track_conflict((payment_id && have_payment && strcmp(payment_id, have_payment) != 0)
+								 ? "gateway id" : "order id", id);
 		if ((payment_id && !have_payment) || (order_id && !have_order))
 		{
 			Oid			utypes[3] = {INT8OID, TEXTOID, TEXTOID};
@@ -710,22 +721,6 @@ note_conflict(int *conflict_k, const char **conflict_what, int64 *conflict_id,
 		*conflict_what = what;
 		*conflict_id = id;
 	}
-}
-
-/* Raise PAYGW_ERR_TRACK_CONFLICT as paygw_track does (what NULL: two invoices). */
-static void
-raise_track_conflict(const char *what, int64 id)
-{
-	PaygwError	err;
-
-	if (what == NULL)
-		paygw_set_error(&err, PAYGW_ERR_TRACK_CONFLICT,
-						"the gateway id and the order id belong to different tracked invoices");
-	else
-		paygw_set_error(&err, PAYGW_ERR_TRACK_CONFLICT,
-						"payment is already tracked as invoice %lld with a different %s",
-						(long long) id, what);
-	paygw_raise(&err);
 }
 
 /*
