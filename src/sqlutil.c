@@ -110,8 +110,9 @@ paygw_spi_prepare_by_key_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid 
 }
 
 /*
- * SPI_execute_plan() of a statement from paygw_spi_prepare_by_key_once(),
- * with enable_seqscan off while it runs (and is planned, the first time and
+ * SPI_execute_plan() of a statement that finds invoices by key (from
+ * paygw_spi_prepare_by_key_once(), or planned for each execution), with
+ * enable_seqscan off while it runs (and is planned, the first time and
  * whenever it is planned again), as a function's SET clause would: undone
  * here, or by the abort.  Sequential scans off, as paygw.claim_due and
  * paygw.apply_checks have them: a plan made while the table was small must
