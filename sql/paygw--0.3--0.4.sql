@@ -352,10 +352,29 @@ CREATE TRIGGER invoices_wake_worker_sooner
 -- reads nothing (the provider and the account are the row's, checked when
 -- they were written) and so needs neither SECURITY DEFINER nor settings of
 -- its own; a new provider or account gets the whole check.
+--
+-- A row paygw_track inserts it has checked itself, just before: the WHEN
+-- clause, paygw.invoice_prevalidated(), lets only a row byte-identical to
+-- one it checked for the INSERT it is running in this session through
+-- unchecked (the trigger is SECURITY DEFINER with a setting of its own: it
+-- took 13 % of the time of tracking a batch of new payments).  The WHEN
+-- clause runs as the role that inserts, so every role may execute the
+-- function; it reads nothing, and says only whether its arguments are such
+-- a row.
+CREATE FUNCTION paygw.invoice_prevalidated(provider text, account text, payment_id text,
+                                           order_id text)
+RETURNS boolean
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paygw_invoice_prevalidated';
+-- (PUBLIC's EXECUTE stated, not left to the default)
+REVOKE ALL ON FUNCTION paygw.invoice_prevalidated(text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION paygw.invoice_prevalidated(text, text, text, text) TO PUBLIC;
 DROP TRIGGER invoices_validate ON paygw.invoices;
 CREATE TRIGGER invoices_validate
     BEFORE INSERT ON paygw.invoices
-    FOR EACH ROW EXECUTE FUNCTION paygw.invoices_validate();
+    FOR EACH ROW
+    WHEN (NOT paygw.invoice_prevalidated(NEW.provider, NEW.account, NEW.payment_id, NEW.order_id))
+    EXECUTE FUNCTION paygw.invoices_validate();
 CREATE TRIGGER invoices_validate_update
     BEFORE UPDATE OF provider, account, payment_id, order_id ON paygw.invoices
     FOR EACH ROW
@@ -1028,3 +1047,20 @@ AS 'MODULE_PATHNAME', 'paygw_create_invoice';
 COMMENT ON FUNCTION @extschema@.paygw_create_invoice(text, numeric, text, text, jsonb, text) IS
     'Create an invoice at a gateway (one signed call; idempotent by order id) and track it';
 REVOKE ALL ON FUNCTION @extschema@.paygw_create_invoice(text, numeric, text, text, jsonb, text) FROM PUBLIC;
+
+-- Track a batch of payments in one call, as paygw_track(provider, id,
+-- order_id, account) would one by one: element k of ids and of order_ids
+-- are one payment's ids (ids may be NULL when order_ids is given).  Returns
+-- a row per element, in order: its ids as given and its invoice id.  One
+-- INSERT of the whole batch, one lookup by key, and one UPDATE when ids are
+-- filled in, whatever the batch's size.
+CREATE FUNCTION @extschema@.paygw_track(provider text, ids text[],
+                                        order_ids text[] DEFAULT NULL,
+                                        account text DEFAULT NULL)
+RETURNS TABLE (payment_id text, order_id text, invoice_id bigint)
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'paygw_track_bulk';
+COMMENT ON FUNCTION @extschema@.paygw_track(text, text[], text[], text) IS
+    'Track a batch of payments in paygw.invoices; a row per element, in order, with its invoice id';
+REVOKE ALL ON FUNCTION @extschema@.paygw_track(text, text[], text[], text) FROM PUBLIC;

@@ -18,6 +18,7 @@ SELECT * FROM paygw_request('okepay', '106');
 SELECT paygw.sign('ok', 'x');
 SELECT * FROM paygw.webhook_parse('mo', '{}');
 SELECT paygw_track('okepay', '106');
+SELECT * FROM paygw_track('okepay', ARRAY['106']);
 SELECT paygw_refresh();
 SELECT * FROM paygw.invoices;
 SELECT * FROM paygw.worker_status;
@@ -48,6 +49,7 @@ GRANT USAGE ON SCHEMA paygw TO regress_paygw_app;
 GRANT EXECUTE ON FUNCTION paygw_status(text, text, text),
                           paygw_status_by_order(text, text, text),
                           paygw_track(text, text, text, text),
+                          paygw_track(text, text[], text[], text),
                           paygw_refresh(integer),
                           paygw_create_invoice(text, numeric, text, text, jsonb, text),
                           paygw_webhook(text, text, jsonb, text, text, boolean) TO regress_paygw_app;
@@ -61,6 +63,7 @@ SELECT provider, status = 'paid'::paygw.payment_status AS paid
   FROM paygw_status_by_order('morune', 'mo-order-1');
 SELECT paygw_track('okepay', '106') AS tracked \gset
 SELECT paygw_track('okepay', '106') = :tracked AS same;
+SELECT invoice_id = :tracked AS same FROM paygw_track('okepay', ARRAY['106']);
 INSERT INTO paygw.invoices (provider, payment_id) VALUES ('okepay', '101') RETURNING account, status;
 SELECT paygw_refresh() AS checked;
 SELECT provider, payment_id, status FROM paygw.invoices ORDER BY payment_id;
@@ -125,6 +128,7 @@ REVOKE ALL ON paygw.invoices, paygw.invoice_events FROM regress_paygw_app;
 REVOKE ALL ON FUNCTION paygw_status(text, text, text),
                        paygw_status_by_order(text, text, text),
                        paygw_track(text, text, text, text),
+                       paygw_track(text, text[], text[], text),
                        paygw_refresh(integer),
                        paygw_create_invoice(text, numeric, text, text, jsonb, text),
                        paygw_webhook(text, text, jsonb, text, text, boolean) FROM regress_paygw_app;

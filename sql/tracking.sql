@@ -122,6 +122,148 @@ ROLLBACK;
 SELECT setval('paygw.invoices_id_seq', :ids_before) = :ids_before AS ids_given_back;
 SELECT count(*) AS invoices FROM paygw.invoices;
 
+-- paygw_track over arrays: a batch of payments in one call, a row per
+-- element in order (its ids as given, its invoice); the same rules as one
+-- call per element.  The invoice ids it uses are given back at the end.
+SELECT last_value AS ids_before FROM paygw.invoices_id_seq \gset
+-- new payments: new invoices, numbered in the elements' order
+SELECT payment_id, order_id, invoice_id - :ids_before AS new_invoice
+  FROM paygw_track('okepay', ARRAY['7001', '7002', '7003']);
+-- again: the same invoices, the ones the single form returns too
+SELECT payment_id, invoice_id - :ids_before AS new_invoice,
+       invoice_id = paygw_track('okepay', payment_id) AS same_as_single
+  FROM paygw_track('okepay', ARRAY['7001', '7002', '7003']);
+-- mixed: tracked before (by either form), new, duplicates and spellings
+-- of one id (OkePay ids without leading zeros), all in input order
+SELECT t.payment_id, t.invoice_id - :ids_before AS new_invoice, t.invoice_id = :ok500 AS is_ok500
+  FROM paygw_track('okepay', ARRAY['7002', '7004', '500', '7004', '007004', '00500']) t;
+SELECT count(*) AS rows_7004 FROM paygw.invoices WHERE payment_id = '7004';
+-- empty arrays: no rows
+SELECT count(*) AS rows FROM paygw_track('okepay', ARRAY[]::text[]);
+SELECT count(*) AS rows FROM paygw_track('okepay', '{}'::text[], '{}'::text[]);
+-- by order ids only (ids NULL), where the gateway looks invoices up by them
+SELECT payment_id, order_id, invoice_id - :ids_before AS new_invoice, invoice_id = :ak537 AS is_ak537
+  FROM paygw_track('alikassa', NULL, ARRAY['ak-7001', 'ak-order-537', 'ak-7002']);
+-- both arrays, element by element; a NULL element where the other array
+-- gives an id
+SELECT payment_id, order_id, invoice_id - :ids_before AS new_invoice
+  FROM paygw_track('morune', ARRAY['A3E9FF6F-C5C1-4BCD-854E-4BC995B17001', NULL,
+                                   'a3e9ff6f-c5c1-4bcd-854e-4bc995b17003'],
+                   ARRAY['mo-7001', 'mo-7002', NULL], 'mo');
+SELECT payment_id, order_id FROM paygw.invoices
+ WHERE order_id IN ('mo-7001', 'mo-7002') OR payment_id LIKE '%17003' ORDER BY id;
+-- an id an invoice lacks is filled in (one UPDATE for the batch): a gateway
+-- id for invoices known by their order id, an order id for one known by
+-- its gateway id; the others are left as they are
+SELECT payment_id, order_id, invoice_id - :ids_before AS new_invoice
+  FROM paygw_track('alikassa', ARRAY['AK-PAY-7001', NULL, 'AK-PAY-7002'],
+                   ARRAY['ak-7001', 'ak-7002', 'ak-7002']);
+SELECT payment_id, order_id FROM paygw.invoices WHERE order_id IN ('ak-7001', 'ak-7002') ORDER BY id;
+SELECT payment_id, order_id, invoice_id - :ids_before AS new_invoice
+  FROM paygw_track('morune', ARRAY['a3e9ff6f-c5c1-4bcd-854e-4bc995b17003'], ARRAY['mo-7003']);
+SELECT payment_id, order_id FROM paygw.invoices WHERE order_id = 'mo-7003';
+
+-- an untyped id still means the single form, by position or by name; the
+-- arrays' form by its types or by its parameter names
+SELECT pg_typeof(paygw_track('okepay', '7001')) AS untyped,
+       pg_typeof(paygw_track('alikassa', NULL, 'ak-7001')) AS untyped_null,
+       pg_typeof(paygw_track(provider => 'okepay', id => '7001')) AS named,
+       paygw_track('okepay', '7001', account => 'ok') = :ids_before + 1 AS named_account;
+SELECT payment_id, invoice_id - :ids_before AS new_invoice
+  FROM paygw_track(provider => 'okepay', ids => ARRAY['7001']);
+SELECT payment_id, order_id, invoice_id - :ids_before AS new_invoice
+  FROM paygw_track('alikassa', order_ids => ARRAY['ak-7001'], ids => NULL, account => 'ak');
+
+-- two invoices known by their gateway ids only
+SELECT payment_id, invoice_id - :ids_before AS new_invoice
+  FROM paygw_track('alikassa', ARRAY['AK-PAY-7005', 'AK-PAY-7006']);
+
+-- bad input: the single form's errors, naming the element; nothing of the
+-- call is kept, even rows it had inserted before the error
+SELECT count(*) AS invoices_before FROM paygw.invoices \gset
+SELECT * FROM paygw_track('okepay', ARRAY['7010', '7011', 'abc']);
+SELECT * FROM paygw_track('okepay', ARRAY['7010', NULL], ARRAY['ok-7010', NULL]);
+SELECT * FROM paygw_track('okepay', NULL, ARRAY['ok-7010']);
+SELECT * FROM paygw_track('morune', ARRAY['a3e9ff6f-c5c1-4bcd-854e-4bc995b17001'],
+                          ARRAY['mo-7002']);
+SELECT * FROM paygw_track('okepay', ARRAY['7010', '7011', '500'], ARRAY[NULL, NULL, 'another-order']);
+-- two elements of one call that fill different ids into one invoice: the
+-- second is the conflict, as it would be one call after the other
+SELECT * FROM paygw_track('okepay', ARRAY['7010', '7003', '7003'], ARRAY[NULL, 'ok-7003', 'ok-7003b']);
+-- ... or one order id into two invoices
+SELECT * FROM paygw_track('alikassa', ARRAY['AK-PAY-7005', 'AK-PAY-7006'], ARRAY['ak-7007', 'ak-7007']);
+-- stricter than one call after the other: an element that fills in an
+-- order id, and a later one with that order id alone (inserted as an
+-- invoice of its own before the ids are filled in)
+SELECT * FROM paygw_track('alikassa', ARRAY['AK-PAY-7005', NULL], ARRAY['ak-7005', 'ak-7005']);
+SELECT count(*) = :invoices_before AS nothing_kept,
+       count(*) FILTER (WHERE payment_id IN ('7010', '7011') OR order_id = 'ok-7003') AS rows_7010
+  FROM paygw.invoices;
+SELECT paygw_try($$SELECT * FROM paygw_track(NULL, ARRAY['7010'])$$);
+SELECT paygw_try($$SELECT * FROM paygw_track('paypal', ARRAY['7010'])$$);
+SELECT paygw_try($$SELECT * FROM paygw_track('okepay', NULL, NULL)$$);
+SELECT paygw_try($$SELECT * FROM paygw_track('okepay', NULL::text[])$$);
+SELECT paygw_try($$SELECT * FROM paygw_track('okepay', ARRAY['7010'], NULL, 'mo')$$);
+SELECT paygw_try($$SELECT * FROM paygw_track('okepay', ARRAY['7010', '7011'], ARRAY['x'])$$, true);
+SELECT paygw_try($$SELECT * FROM paygw_track('okepay', ARRAY[['7010', '7011'], ['7012', '7013']])$$, true);
+SELECT paygw_try($$SELECT * FROM paygw_track('alikassa', ARRAY['a'], ARRAY[['b']])$$, true);
+SELECT count(*) = :invoices_before AS nothing_kept FROM paygw.invoices;
+
+-- the validation trigger skips only rows exactly like those paygw_track
+-- checked: a row an application trigger changes first, or inserts
+-- meanwhile, is checked as always (here: made canonical, the account
+-- filled in, or refused)
+SELECT paygw.invoice_prevalidated('okepay', 'ok', '7001', NULL) AS outside_paygw_track;
+CREATE FUNCTION app_pad_id() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.payment_id IN ('7020', '7024') THEN NEW.payment_id := '000' || NEW.payment_id; END IF;
+    IF NEW.payment_id = '7021' THEN NEW.payment_id := 'abc'; END IF;
+    RETURN NEW;
+END $$;
+CREATE FUNCTION app_insert_more() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.payment_id = '7022' THEN
+        INSERT INTO paygw.invoices (provider, payment_id) VALUES ('okepay', '0007023');
+    END IF;
+    RETURN NEW;
+END $$;
+-- (BEFORE triggers fire in name order: this one before invoices_validate)
+CREATE TRIGGER app_pad_id BEFORE INSERT ON paygw.invoices
+    FOR EACH ROW EXECUTE FUNCTION app_pad_id();
+CREATE TRIGGER app_insert_more AFTER INSERT ON paygw.invoices
+    FOR EACH ROW EXECUTE FUNCTION app_insert_more();
+SELECT payment_id, invoice_id - :ids_before AS new_invoice
+  FROM paygw_track('okepay', ARRAY['7020', '7022']);
+SELECT paygw_track('okepay', '7024') - :ids_before AS single_form;
+SELECT account, payment_id FROM paygw.invoices WHERE payment_id IN ('7020', '7022', '7023', '7024') ORDER BY id;
+SELECT paygw_try($$SELECT * FROM paygw_track('okepay', ARRAY['7025', '7021'])$$);
+SELECT paygw_try($$SELECT paygw_track('okepay', '7021')$$);
+DROP TRIGGER app_pad_id ON paygw.invoices;
+DROP TRIGGER app_insert_more ON paygw.invoices;
+DROP FUNCTION app_pad_id();
+DROP FUNCTION app_insert_more();
+
+-- privileges: none for PUBLIC; the grant on the single form does not
+-- cover the arrays' form, nor the other way round
+CREATE ROLE regress_paygw_track NOLOGIN;
+GRANT EXECUTE ON FUNCTION paygw_track(text, text, text, text) TO regress_paygw_track;
+SET ROLE regress_paygw_track;
+SELECT * FROM paygw_track('okepay', ARRAY['7001']);
+SELECT paygw_track('okepay', '7001') = :ids_before + 1 AS single_form;
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION paygw_track(text, text, text, text) FROM regress_paygw_track;
+GRANT EXECUTE ON FUNCTION paygw_track(text, text[], text[], text) TO regress_paygw_track;
+SET ROLE regress_paygw_track;
+SELECT paygw_track('okepay', '7001');
+SELECT invoice_id = :ids_before + 1 AS arrays_form FROM paygw_track('okepay', ARRAY['7001']);
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION paygw_track(text, text[], text[], text) FROM regress_paygw_track;
+DROP ROLE regress_paygw_track;
+
+DELETE FROM paygw.invoices WHERE id > :ids_before;
+SELECT setval('paygw.invoices_id_seq', :ids_before) = :ids_before AS ids_given_back;
+SELECT count(*) AS invoices FROM paygw.invoices;
+
 -- the transitions gateways can produce
 SELECT o AS "from", string_agg(n::text, ', ' ORDER BY n) AS "may become"
   FROM unnest(enum_range(NULL::paygw.payment_status)) o,

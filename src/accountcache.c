@@ -214,3 +214,14 @@ paygw_account_cache_invalidate(Relation rel)
 	cache_empty();
 	CacheInvalidateRelcache(rel);
 }
+
+/*
+ * How many times the cache was emptied in this backend: a change means
+ * paygw.credentials may have changed (in this backend, or committed by
+ * another) since the number was read.
+ */
+uint64
+paygw_account_cache_generation(void)
+{
+	return generation;
+}

@@ -17,5 +17,6 @@ extern void paygw_account_cache_init(void);
 extern char *paygw_account_resolve_cached(const PaygwProvider *prov,
 										  const char *name, PaygwError *err);
 extern void paygw_account_cache_invalidate(Relation rel);
+extern uint64 paygw_account_cache_generation(void);
 
 #endif							/* PAYGW_ACCOUNTCACHE_H */

@@ -44,6 +44,7 @@
 
 #include "credentials.h"
 #include "reconcile.h"
+#include "sqlutil.h"
 
 /* the outcome columns of paygw.apply_checks, in its argument order */
 #define APPLY_NARGS 15
@@ -237,51 +238,6 @@ paygw_reconcile_free(PaygwItem *item)
 	MemoryContextDelete(item->cxt);
 }
 
-/*
- * A statement over a few invoice ids, prepared and planned once -- with
- * sequential scans off, as paygw.claim_due and paygw.apply_checks are: a
- * plan made while the table was small must not scan all of it once it has
- * grown (see run_by_key()).
- */
-static SPIPlanPtr
-prepare_by_key_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
-{
-	return paygw_spi_prepare_once_opts(plan, sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
-}
-
-/*
- * SPI_execute_plan() of a statement from prepare_by_key_once(), with
- * enable_seqscan off while it runs (and is planned, the first time), as a
- * function's SET clause would: undone here, or by the abort.
- */
-static int
-run_by_key(SPIPlanPtr plan, Datum *values)
-{
-	int			nestlevel = NewGUCNestLevel();
-	int			ret;
-
-	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	ret = SPI_execute_plan(plan, values, NULL, false, 0);
-	AtEOXact_GUC(true, nestlevel);
-	return ret;
-}
-
-/* A one-dimensional array of n datums of type elemtype (nulls[k]: NULL). */
-static Datum
-array_datum(Datum *elems, bool *nulls, int n, Oid elemtype)
-{
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-
-	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, elemtype,
-											  typlen, typbyval, typalign));
-}
-
 /* Work out an item's outcome from its response, once. */
 static void
 interpret(PaygwItem *item, PaygwApplyStats *stats)
@@ -324,7 +280,7 @@ id_array(PaygwItem **items, int n)
 
 	for (int i = 0; i < n; i++)
 		ids[i] = Int64GetDatum(items[i]->invoice_id);
-	return array_datum(ids, NULL, n, INT8OID);
+	return paygw_array_datum(ids, NULL, n, INT8OID);
 }
 
 /*
@@ -336,7 +292,7 @@ static int
 ids_returned(SPIPlanPtr plan, PaygwItem **items, int n, int64 **out)
 {
 	Datum		values[1] = {id_array(items, n)};
-	int			ret = run_by_key(plan, values);
+	int			ret = paygw_spi_execute_by_key(plan, values, NULL);
 	int64	   *ids;
 
 	if (ret != SPI_OK_SELECT)
@@ -421,16 +377,16 @@ apply_args(PaygwItem **items, int n, bool failed, Datum *values)
 		cols[11][i] = BoolGetDatum(ok && item->learn);
 		nulls[11][i] = false;
 	}
-	values[0] = array_datum(cols[0], nulls[0], n, INT8OID);
-	values[1] = array_datum(cols[1], nulls[1], n, INT8OID);
+	values[0] = paygw_array_datum(cols[0], nulls[0], n, INT8OID);
+	values[1] = paygw_array_datum(cols[1], nulls[1], n, INT8OID);
 	for (int c = 2; c <= 5; c++)
-		values[c] = array_datum(cols[c], nulls[c], n, TEXTOID);
-	values[6] = array_datum(cols[6], nulls[6], n, NUMERICOID);
-	values[7] = array_datum(cols[7], nulls[7], n, TEXTOID);
-	values[8] = array_datum(cols[8], nulls[8], n, JSONBOID);
-	values[9] = array_datum(cols[9], nulls[9], n, TEXTOID);
-	values[10] = array_datum(cols[10], nulls[10], n, TEXTOID);
-	values[11] = array_datum(cols[11], nulls[11], n, BOOLOID);
+		values[c] = paygw_array_datum(cols[c], nulls[c], n, TEXTOID);
+	values[6] = paygw_array_datum(cols[6], nulls[6], n, NUMERICOID);
+	values[7] = paygw_array_datum(cols[7], nulls[7], n, TEXTOID);
+	values[8] = paygw_array_datum(cols[8], nulls[8], n, JSONBOID);
+	values[9] = paygw_array_datum(cols[9], nulls[9], n, TEXTOID);
+	values[10] = paygw_array_datum(cols[10], nulls[10], n, TEXTOID);
+	values[11] = paygw_array_datum(cols[11], nulls[11], n, BOOLOID);
 	values[12] = Float8GetDatum((double) paygw_backoff_initial_s);
 	values[13] = Float8GetDatum((double) paygw_backoff_max_s);
 	values[14] = Float8GetDatum((double) paygw_give_up_after_s);
@@ -589,11 +545,11 @@ find_rows(SPIPlanPtr *plan, const char *clause, PaygwItem **items, int n,
 	int			nrest = 0;
 
 	if (*plan == NULL)
-		(void) prepare_by_key_once(plan,
-								   psprintf("SELECT i.id FROM paygw.invoices i"
-											" WHERE i.id OPERATOR(pg_catalog.=) ANY ($1) %s",
-											clause),
-								   1, (Oid[]) {INT8ARRAYOID});
+		(void) paygw_spi_prepare_by_key_once(plan,
+											 psprintf("SELECT i.id FROM paygw.invoices i"
+													  " WHERE i.id OPERATOR(pg_catalog.=) ANY ($1) %s",
+													  clause),
+											 1, (Oid[]) {INT8ARRAYOID});
 	nids = ids_returned(*plan, items, n, &ids);
 	for (int i = 0; i < n; i++)
 	{

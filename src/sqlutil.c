@@ -2,7 +2,8 @@
  *
  * sqlutil.c
  *		Small helpers the SQL-callable functions share: arguments, result
- *		rows, per-call memory contexts and trigger rows.
+ *		rows, per-call memory contexts, trigger rows, statements run by key
+ *		and arrays passed to them.
  *
  * Each call runs in its own memory context, deleted before returning; when
  * an error is raised instead, the context goes with the transaction's
@@ -15,6 +16,9 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "utils/array.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -92,4 +96,55 @@ paygw_trigger_row(FunctionCallInfo fcinfo, const char *fn, bool before, TupleDes
 	*desc = trigdata->tg_relation->rd_att;
 	return TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)
 		? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+}
+
+/*
+ * A statement over invoices found by key, prepared once with a generic plan
+ * and kept for the life of the backend.  Run it with
+ * paygw_spi_execute_by_key().
+ */
+SPIPlanPtr
+paygw_spi_prepare_by_key_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	return paygw_spi_prepare_once_opts(plan, sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+}
+
+/*
+ * SPI_execute_plan() of a statement that finds invoices by key (from
+ * paygw_spi_prepare_by_key_once(), or planned for each execution), with
+ * enable_seqscan off while it runs (and is planned, the first time and
+ * whenever it is planned again), as a function's SET clause would: undone
+ * here, or by the abort.  Sequential scans off, as paygw.claim_due and
+ * paygw.apply_checks have them: a plan made while the table was small must
+ * not scan all of it once it has grown.
+ */
+int
+paygw_spi_execute_by_key(SPIPlanPtr plan, Datum *values, const char *nulls)
+{
+	int			nestlevel = NewGUCNestLevel();
+	int			ret;
+
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	ret = SPI_execute_plan(plan, values, nulls, false, 0);
+	AtEOXact_GUC(true, nestlevel);
+	return ret;
+}
+
+/*
+ * A one-dimensional array (lower bound 1) of n datums of type elemtype
+ * (nulls[k]: NULL; nulls may be NULL), in CurrentMemoryContext.
+ */
+Datum
+paygw_array_datum(Datum *elems, bool *nulls, int n, Oid elemtype)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, elemtype,
+											  typlen, typbyval, typalign));
 }

@@ -16,10 +16,15 @@
 #             in one statement
 #   again     the same statement again: N payments already tracked (the
 #             idempotent path)
+#   bulk      SELECT count(*) FROM paygw_track('okepay', ARRAY(...)): the
+#             same N new payments tracked by the set-based form, in one
+#             statement (on an emptied table)
+#   bulk again  the same statement again: N payments already tracked
 #
 # N defaults to 100000.  For each it prints invoices per second (wall clock
 # of the statement, seen from a persistent session) and per CPU second of
-# the backend, and the ratios of track and again to insert and copy.  The
+# the backend, and the ratios of track, again, bulk and bulk again to insert
+# and copy.  The
 # last line gives the medians over the repetitions.  PAYGW_BENCH_NO_BUILD=1
 # skips `make install`.
 set -euo pipefail
@@ -86,7 +91,7 @@ printf '%d invoices per statement, %d repetitions; rates in invoices/s (wall, an
     "$N" "$REPS"
 
 ids="generate_series(1, $N) i"
-declare -a all_copy all_insert all_track all_again
+declare -a all_copy all_insert all_track all_again all_bulk all_bulk_again
 for (( r = 1; r <= REPS; r++ )); do
     empty
     timed copy "INSERT INTO public.invoices_copy (provider, account, payment_id)
@@ -97,18 +102,29 @@ for (( r = 1; r <= REPS; r++ )); do
     empty
     timed track "SELECT count(paygw_track('okepay', (1000000 + i)::text)) FROM $ids"
     timed again "SELECT count(paygw_track('okepay', (1000000 + i)::text)) FROM $ids"
+    empty
+    timed bulk "SELECT count(*) FROM paygw_track('okepay', ARRAY(SELECT (1000000 + i)::text FROM $ids))"
+    timed bulk_again "SELECT count(*) FROM paygw_track('okepay', ARRAY(SELECT (1000000 + i)::text FROM $ids))"
     printf 'rep %d: copy %7s (%7s cpu)  insert %7s (%7s cpu)  track %7s (%7s cpu)  again %7s (%7s cpu)\n' \
         "$r" "${rate[copy]}" "${cpu[copy]}" "${rate[insert]}" "${cpu[insert]}" \
         "${rate[track]}" "${cpu[track]}" "${rate[again]}" "${cpu[again]}"
+    printf '       bulk %7s (%7s cpu)  bulk again %7s (%7s cpu)\n' \
+        "${rate[bulk]}" "${cpu[bulk]}" "${rate[bulk_again]}" "${cpu[bulk_again]}"
     all_copy+=("${rate[copy]}"); all_insert+=("${rate[insert]}")
     all_track+=("${rate[track]}"); all_again+=("${rate[again]}")
+    all_bulk+=("${rate[bulk]}"); all_bulk_again+=("${rate[bulk_again]}")
 done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 m_copy=$(median "${all_copy[@]}"); m_insert=$(median "${all_insert[@]}")
 m_track=$(median "${all_track[@]}"); m_again=$(median "${all_again[@]}")
-printf '\nmedian (wall): copy %s/s  insert %s/s  track %s/s  again %s/s\n' \
-    "$m_copy" "$m_insert" "$m_track" "$m_again"
-printf 'ratio: track/insert %.2f  track/copy %.2f  again/insert %.2f  again/copy %.2f\n' \
-    "$(python3 -c "print($m_track / $m_insert)")" "$(python3 -c "print($m_track / $m_copy)")" \
-    "$(python3 -c "print($m_again / $m_insert)")" "$(python3 -c "print($m_again / $m_copy)")"
+m_bulk=$(median "${all_bulk[@]}"); m_bulk_again=$(median "${all_bulk_again[@]}")
+printf '\nmedian (wall): copy %s/s  insert %s/s  track %s/s  again %s/s  bulk %s/s  bulk again %s/s\n' \
+    "$m_copy" "$m_insert" "$m_track" "$m_again" "$m_bulk" "$m_bulk_again"
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+printf 'ratio: track/insert %s  track/copy %s  again/insert %s  again/copy %s\n' \
+    "$(ratio "$m_track" "$m_insert")" "$(ratio "$m_track" "$m_copy")" \
+    "$(ratio "$m_again" "$m_insert")" "$(ratio "$m_again" "$m_copy")"
+printf 'ratio: bulk/insert %s  bulk/copy %s  bulk again/insert %s  bulk again/copy %s\n' \
+    "$(ratio "$m_bulk" "$m_insert")" "$(ratio "$m_bulk" "$m_copy")" \
+    "$(ratio "$m_bulk_again" "$m_insert")" "$(ratio "$m_bulk_again" "$m_copy")"
