@@ -353,6 +353,18 @@ lookup_account(const PaygwProvider *prov, const char *name,
 	return SPI_tuptable->vals[0];
 }
 
+/* Wipe account's secrets when their memory context is reset. */
+static void
+secrets_wiped_on_reset(PaygwAccount *account)
+{
+	if (account->secret)
+		paygw_wipe_on_reset(account->secret);
+	if (account->secret_password)
+		paygw_wipe_on_reset(account->secret_password);
+	if (account->webhook_key)
+		paygw_wipe_on_reset(account->webhook_key);
+}
+
 /*
  * The account to use for prov: the one named name, or when name is NULL the
  * provider's only account.  With prov NULL, the account named name whatever
@@ -403,12 +415,7 @@ paygw_account_fetch(const PaygwProvider *prov, const char *name, PaygwError *err
 			memcpy(opts, j, VARSIZE(j));
 		}
 		MemoryContextSwitchTo(cxt);
-		if (account->secret)
-			paygw_wipe_on_reset(account->secret);
-		if (account->secret_password)
-			paygw_wipe_on_reset(account->secret_password);
-		if (account->webhook_key)
-			paygw_wipe_on_reset(account->webhook_key);
+		secrets_wiped_on_reset(account);
 		if (!paygw_account_open_secrets(account, err) ||
 			!paygw_account_complete(account, opts, err))
 			account = NULL;
@@ -435,12 +442,7 @@ account_copy(const PaygwAccount *src)
 	account->secret = src->secret ? pstrdup(src->secret) : NULL;
 	account->secret_password = src->secret_password ? pstrdup(src->secret_password) : NULL;
 	account->webhook_key = src->webhook_key ? pstrdup(src->webhook_key) : NULL;
-	if (account->secret)
-		paygw_wipe_on_reset(account->secret);
-	if (account->secret_password)
-		paygw_wipe_on_reset(account->secret_password);
-	if (account->webhook_key)
-		paygw_wipe_on_reset(account->webhook_key);
+	secrets_wiped_on_reset(account);
 	if (src->options != NULL)
 	{
 		account->options = palloc(VARSIZE(src->options));

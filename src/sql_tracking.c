@@ -668,6 +668,22 @@ fill_cmp_id(const void *a, const void *b)
 	return x->k - y->k;
 }
 
+/* two ids, NULL last, then the elements' order */
+static int
+fill_cmp_ids(const char *x, const char *y, int xk, int yk)
+{
+	if ((x == NULL) != (y == NULL))
+		return x == NULL ? 1 : -1;
+	if (x != NULL)
+	{
+		int			c = strcmp(x, y);
+
+		if (c != 0)
+			return c;
+	}
+	return xk - yk;
+}
+
 /* by payment_id (fills without one last), then by element */
 static int
 fill_cmp_payment(const void *a, const void *b)
@@ -675,16 +691,7 @@ fill_cmp_payment(const void *a, const void *b)
 	const TrackFill *x = a;
 	const TrackFill *y = b;
 
-	if ((x->payment_id == NULL) != (y->payment_id == NULL))
-		return x->payment_id == NULL ? 1 : -1;
-	if (x->payment_id != NULL)
-	{
-		int			c = strcmp(x->payment_id, y->payment_id);
-
-		if (c != 0)
-			return c;
-	}
-	return x->k - y->k;
+	return fill_cmp_ids(x->payment_id, y->payment_id, x->k, y->k);
 }
 
 /* by order_id (fills without one last), then by element */
@@ -694,16 +701,7 @@ fill_cmp_order(const void *a, const void *b)
 	const TrackFill *x = a;
 	const TrackFill *y = b;
 
-	if ((x->order_id == NULL) != (y->order_id == NULL))
-		return x->order_id == NULL ? 1 : -1;
-	if (x->order_id != NULL)
-	{
-		int			c = strcmp(x->order_id, y->order_id);
-
-		if (c != 0)
-			return c;
-	}
-	return x->k - y->k;
+	return fill_cmp_ids(x->order_id, y->order_id, x->k, y->k);
 }
 
 /*
