@@ -4,7 +4,10 @@
 #   bash test/bench/reconcile.sh [N] [DELAY_MS] [C]
 #   env: BASELINE_N (default 200), MEMORY_N (default 0: skip; e.g. 100000),
 #        IDLE_N (default 1000000; 0: skip),
-#        PERF_OUT (a file: `perf record -g` of the worker during the first C run)
+#        PERF_OUT (a file: `perf record -g` of the worker during the first C run),
+#        BENCH_SQL (a file of SQL run once paygw is created: a variant of an
+#        internal function or a setting to compare with the build as it is,
+#        e.g. test/bench/apply-noop.sql)
 #
 # Starts its own cluster (paygw preloaded, worker in database "postgres")
 # and emulator, tracks N invoices (N default 4000) with one paygw_track
@@ -50,6 +53,9 @@ rm -f "$conf"
 emu="http://127.0.0.1:$PAYGW_EMU_PORT"
 sqlv() { psql -X -q -v ON_ERROR_STOP=1 -At -d postgres -c "$1"; }
 sqlv "CREATE EXTENSION paygw"
+if [[ -n ${BENCH_SQL:-} ]]; then
+    psql -X -q -v ON_ERROR_STOP=1 -d postgres -f "$BENCH_SQL" >/dev/null
+fi
 sqlv "INSERT INTO paygw.credentials (name, provider, merchant_id, secret, base_url)
       VALUES ('bench', 'okepay', 'demo-shop', 'okepay-test-secret-7Qx', '$emu/okepay')"
 curl -sf -X POST -o /dev/null -d "{\"delay_ms\": $DELAY}" "$emu/_control/config"
