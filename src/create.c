@@ -44,6 +44,7 @@
 #include "credentials.h"
 #include "crypto/crypto.h"
 #include "providers/provider.h"
+#include "sqlutil.h"
 
 PG_FUNCTION_INFO_V1(paygw_create_invoice);
 
@@ -415,9 +416,7 @@ paygw_create_invoice(PG_FUNCTION_ARGS)
 	bool		isnull[9];
 	HeapTuple	row;
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
+	tupdesc = paygw_result_tupdesc(fcinfo);
 	paygw_require_sql_version();
 
 	callcxt = AllocSetContextCreate(CurrentMemoryContext, "paygw create",

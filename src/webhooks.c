@@ -105,9 +105,7 @@ paygw_webhook(PG_FUNCTION_ARGS)
 	char	   *action = NULL;
 	bool		isnull;
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
+	tupdesc = paygw_result_tupdesc(fcinfo);
 	paygw_require_sql_version();
 	if (PG_ARGISNULL(0))
 		webhook_refuse("a webhook needs its provider");
