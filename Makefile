@@ -16,6 +16,7 @@ OBJS = \
 	src/credentials.o \
 	src/accountcache.o \
 	src/call.o \
+	src/check.o \
 	src/sqlutil.o \
 	src/sql_status.o \
 	src/sql_credentials.o \

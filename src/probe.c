@@ -25,17 +25,15 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "credentials.h"
 #include "probe.h"
-#include "reconcile.h"
+#include "sqlutil.h"
 
 /* the arguments of paygw.probe_finish */
 #define FINISH_NARGS 15
@@ -59,15 +57,10 @@ probe_make(MemoryContext parent, int64 probe_id, int64 lease_token,
 	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
 	PaygwProbe *probe = palloc0(sizeof(PaygwProbe));
 
-	probe->cxt = cxt;
+	probe->check.cxt = cxt;
 	probe->probe_id = probe_id;
 	probe->lease_token = lease_token;
-	probe->prepared = paygw_call_prepare(&probe->call, provider,
-										 payment_id ? payment_id : order_id, account,
-										 payment_id ? PAYGW_LOOKUP_ID : PAYGW_LOOKUP_ORDER,
-										 &probe->err);
-	if (probe->prepared)
-		probe->call.request.group = paygw_reconcile_account_group(account);
+	paygw_check_prepare(&probe->check, provider, account, payment_id, order_id, NULL);
 	MemoryContextSwitchTo(oldcxt);
 	return probe;
 }
@@ -134,47 +127,21 @@ paygw_probe_claim(MemoryContext parent, int max_probes, int64 run,
 	return (int) n;
 }
 
-/* Queue a probe's request in the pool (a no-op for one that failed to prepare). */
+/*
+ * Queue a probe's request in the pool (a no-op for one that failed to
+ * prepare); the pool hands the probe back when it is done.
+ */
 void
 paygw_probe_start(PaygwHttpPool *pool, PaygwProbe *probe)
 {
-	if (probe->prepared)
-		paygw_http_pool_add(pool, &probe->call.request, &probe->resp, probe->cxt, probe);
+	paygw_check_start(pool, &probe->check, probe);
 }
 
 /* Delete a probe and everything it holds (its secrets are wiped). */
 void
 paygw_probe_free(PaygwProbe *probe)
 {
-	MemoryContextDelete(probe->cxt);
-}
-
-/* Work out a probe's outcome from its response, once. */
-static void
-interpret(PaygwProbe *probe)
-{
-	MemoryContext oldcxt;
-
-	if (probe->interpreted)
-		return;
-	oldcxt = MemoryContextSwitchTo(probe->cxt);
-	probe->ok = probe->prepared &&
-		paygw_call_interpret(&probe->call, &probe->resp, &probe->res, &probe->err);
-	MemoryContextSwitchTo(oldcxt);
-	probe->interpreted = true;
-	if (probe->ok && !probe->res.status_known)
-		ereport(WARNING,
-				errmsg("unrecognized %s status \"%s\" reported as pending",
-					   probe->call.provider->name, probe->res.provider_status),
-				errdetail("The payment of probe %lld keeps the gateway's own value in provider_status.",
-						  (long long) probe->probe_id));
-}
-
-static Datum
-text_or_null(const char *s, char *null)
-{
-	*null = s ? ' ' : 'n';
-	return s ? CStringGetTextDatum(s) : (Datum) 0;
+	paygw_check_free(&probe->check);
 }
 
 /*
@@ -184,53 +151,57 @@ text_or_null(const char *s, char *null)
 static void
 finish_args(PaygwProbe *probe, bool failed, Datum *values, char *nulls)
 {
-	PaygwStatusResult *res = &probe->res;
-	bool		found = probe->ok && !failed;
+	PaygwStatusResult *res = &probe->check.res;
+	PaygwError *err = &probe->check.err;
+	bool		found = probe->check.ok && !failed;
+	bool		isnull[FINISH_NARGS];
 	const char *kind;
 
-	memset(nulls, 'n', FINISH_NARGS);
+	memset(isnull, true, sizeof(isnull));
 	memset(values, 0, sizeof(Datum) * FINISH_NARGS);
 	if (found)
 		kind = "found";
-	else if (!failed && probe->err.code == PAYGW_ERR_NOT_FOUND)
+	else if (!failed && err->code == PAYGW_ERR_NOT_FOUND)
 		kind = "not_found";
 	else
 		kind = "error";
 
 	values[0] = Int64GetDatum(probe->probe_id);
-	nulls[0] = ' ';
+	isnull[0] = false;
 	values[1] = Int64GetDatum(probe->lease_token);
-	nulls[1] = probe->lease_token != 0 ? ' ' : 'n';
-	values[2] = text_or_null(kind, &nulls[2]);
+	isnull[1] = probe->lease_token == 0;
+	values[2] = paygw_text_or_null(kind, &isnull[2]);
 	if (found)
 	{
-		values[3] = text_or_null(paygw_status_label(res->status), &nulls[3]);
-		values[4] = text_or_null(res->provider_status, &nulls[4]);
-		values[5] = text_or_null(res->payment_id, &nulls[5]);
-		values[6] = text_or_null(res->order_id, &nulls[6]);
+		values[3] = paygw_text_or_null(paygw_status_label(res->status), &isnull[3]);
+		values[4] = paygw_text_or_null(res->provider_status, &isnull[4]);
+		values[5] = paygw_text_or_null(res->payment_id, &isnull[5]);
+		values[6] = paygw_text_or_null(res->order_id, &isnull[6]);
 		values[7] = res->amount;
-		nulls[7] = res->amount_isnull ? 'n' : ' ';
-		values[8] = text_or_null(res->currency, &nulls[8]);
+		isnull[7] = res->amount_isnull;
+		values[8] = paygw_text_or_null(res->currency, &isnull[8]);
 		values[9] = JsonbPGetDatum(res->response);
-		nulls[9] = ' ';
+		isnull[9] = false;
 	}
 	else if (failed)
 	{
-		values[10] = text_or_null("XX000", &nulls[10]);
-		values[11] = text_or_null("the outcome of the check could not be recorded; see the server log",
-								  &nulls[11]);
+		values[10] = paygw_text_or_null("XX000", &isnull[10]);
+		values[11] = paygw_text_or_null("the outcome of the check could not be recorded; see the server log",
+										&isnull[11]);
 	}
 	else
 	{
-		values[10] = text_or_null(unpack_sql_state(paygw_error_sqlstate(probe->err.code)), &nulls[10]);
-		values[11] = text_or_null(probe->err.detail[0]
-								  ? psprintf("%s: %s", probe->err.message, probe->err.detail)
-								  : probe->err.message, &nulls[11]);
+		values[10] = paygw_text_or_null(unpack_sql_state(paygw_error_sqlstate(err->code)), &isnull[10]);
+		values[11] = paygw_text_or_null(err->detail[0]
+										? psprintf("%s: %s", err->message, err->detail)
+										: err->message, &isnull[11]);
 	}
 	values[12] = Float8GetDatum((double) paygw_backoff_initial_s);
 	values[13] = Float8GetDatum((double) paygw_backoff_max_s);
 	values[14] = Float8GetDatum((double) paygw_give_up_after_s);
-	nulls[12] = nulls[13] = nulls[14] = ' ';
+	isnull[12] = isnull[13] = isnull[14] = false;
+	for (int i = 0; i < FINISH_NARGS; i++)
+		nulls[i] = isnull[i] ? 'n' : ' ';
 }
 
 /* The static name of an outcome paygw.probe_finish returned. */
@@ -246,6 +217,46 @@ outcome_name(const char *outcome)
 	return NULL;				/* keep the compiler quiet */
 }
 
+/* One paygw.probe_finish statement run by finish_in_subxact. */
+typedef struct FinishRun
+{
+	PaygwProbe *probe;
+	SPIPlanPtr	plan;
+	Datum	   *values;
+	char	   *nulls;
+} FinishRun;
+
+/* Run the statement, setting the probe's outcome. */
+static void
+finish_run(void *arg)
+{
+	FinishRun  *run = (FinishRun *) arg;
+	PaygwProbe *probe = run->probe;
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_execute_plan(run->plan, run->values, run->nulls, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "paygw.probe_finish failed");
+	probe->outcome = outcome_name(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	probe->invoice_id = isnull ? 0 : DatumGetInt64(d);
+}
+
+/* The statement raised edata (and was rolled back): no outcome; a WARNING. */
+static void
+finish_failed(void *arg, ErrorData *edata)
+{
+	PaygwProbe *probe = ((FinishRun *) arg)->probe;
+
+	probe->outcome = NULL;
+	probe->invoice_id = 0;
+	ereport(WARNING,
+			errmsg("could not record the check of probe %lld: %s",
+				   (long long) probe->probe_id, edata->message),
+			errdetail("The payment will be checked again later."));
+}
+
 /*
  * Record a probe's outcome with paygw.probe_finish inside a subtransaction,
  * setting probe->outcome.  Returns false, with nothing written, when the
@@ -253,65 +264,25 @@ outcome_name(const char *outcome)
  * shutdown are re-thrown.
  */
 static bool
-finish_in_subxact(PaygwProbe *probe, bool failed, ResourceOwner oldowner)
+finish_in_subxact(PaygwProbe *probe, bool failed)
 {
 	static Oid	types[FINISH_NARGS] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID,
 		TEXTOID, TEXTOID, NUMERICOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID,
 	FLOAT8OID, FLOAT8OID, FLOAT8OID};
-	MemoryContext cxt = CurrentMemoryContext;
-	SPIPlanPtr	plan;
 	Datum		values[FINISH_NARGS];
 	char		nulls[FINISH_NARGS];
-	volatile bool done = false;
+	FinishRun	run;
 
-	plan = paygw_spi_prepare_once(&finish_plan,
-								  "SELECT outcome, invoice_id FROM paygw.probe_finish($1, $2, $3,"
-								  " $4::paygw.payment_status, $5, $6, $7, $8, $9, $10, $11, $12,"
-								  " $13, $14, $15)",
-								  FINISH_NARGS, types);
+	run.probe = probe;
+	run.plan = paygw_spi_prepare_once(&finish_plan,
+									  "SELECT outcome, invoice_id FROM paygw.probe_finish($1, $2, $3,"
+									  " $4::paygw.payment_status, $5, $6, $7, $8, $9, $10, $11, $12,"
+									  " $13, $14, $15)",
+									  FINISH_NARGS, types);
+	run.values = values;
+	run.nulls = nulls;
 	finish_args(probe, failed, values, nulls);
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		bool		isnull;
-		Datum		d;
-
-		if (SPI_execute_plan(plan, values, nulls, false, 1) != SPI_OK_SELECT ||
-			SPI_processed != 1)
-			elog(ERROR, "paygw.probe_finish failed");
-		probe->outcome = outcome_name(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-		probe->invoice_id = isnull ? 0 : DatumGetInt64(d);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = oldowner;
-		done = true;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = oldowner;
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
-			ReThrowError(edata);
-		probe->outcome = NULL;
-		probe->invoice_id = 0;
-		ereport(WARNING,
-				errmsg("could not record the check of probe %lld: %s",
-					   (long long) probe->probe_id, edata->message),
-				errdetail("The payment will be checked again later."));
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-	return done;
+	return paygw_run_in_subxact(finish_run, finish_failed, &run);
 }
 
 /*
@@ -324,7 +295,6 @@ paygw_probe_apply(PaygwProbe **probes, int n, PaygwProbeStats *stats)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	MemoryContext applycxt;
-	ResourceOwner oldowner = CurrentResourceOwner;
 
 	if (n <= 0)
 		return;
@@ -337,13 +307,15 @@ paygw_probe_apply(PaygwProbe **probes, int n, PaygwProbeStats *stats)
 	{
 		PaygwProbe *probe = probes[i];
 
-		interpret(probe);
+		(void) paygw_check_interpret(&probe->check, "The payment of probe",
+									 probe->probe_id);
+
 		/*
 		 * One whose outcome cannot be written (see the WARNING) is recorded
 		 * as an error instead, so that it is tried again later.
 		 */
-		if (!finish_in_subxact(probe, false, oldowner) &&
-			!finish_in_subxact(probe, true, oldowner))
+		if (!finish_in_subxact(probe, false) &&
+			!finish_in_subxact(probe, true))
 			probe->outcome = "failed";
 		if (strcmp(probe->outcome, "tracked") == 0)
 			stats->tracked++;
@@ -399,8 +371,8 @@ paygw_probe_now(int64 probe_id, int64 *invoice_id)
 	SPI_finish();
 	MemoryContextSwitchTo(cxt);
 
-	if (probe->prepared)
-		paygw_http_perform(&probe->call.request, &probe->resp, 1, 1, 0);
+	if (probe->check.prepared)
+		paygw_http_perform(&probe->check.call.request, &probe->check.resp, 1, 1, 0);
 	memset(&stats, 0, sizeof(stats));
 	paygw_probe_apply(&probe, 1, &stats);
 	outcome = probe->outcome;

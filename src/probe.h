@@ -10,22 +10,14 @@
 #ifndef PAYGW_PROBE_H
 #define PAYGW_PROBE_H
 
-#include "call.h"
+#include "check.h"
 
-/* One probe and its status call, in its own memory context. */
+/* One probe and its status call, in the check's memory context. */
 typedef struct PaygwProbe
 {
-	MemoryContext cxt;
+	PaygwCheck	check;
 	int64		probe_id;
 	int64		lease_token;	/* the claiming run; 0: made in this transaction */
-	bool		prepared;		/* false: err says why no request was built */
-	PaygwError	err;
-	PaygwCall	call;
-	PaygwHttpResponse resp;
-	/* the outcome of the call, worked out once */
-	bool		interpreted;
-	bool		ok;				/* res is valid; else err says why */
-	PaygwStatusResult res;
 	/* set by paygw_probe_apply */
 	const char *outcome;		/* tracked, unknown, error, gave_up, lost, failed */
 	int64		invoice_id;		/* tracked: the invoice, else 0 */

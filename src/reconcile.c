@@ -31,7 +31,6 @@
 
 #include <math.h>
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
@@ -39,7 +38,6 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "credentials.h"
@@ -56,24 +54,6 @@ static SPIPlanPtr exists_plan = NULL;
 static SPIPlanPtr apply_plan = NULL;
 static SPIPlanPtr lock_learn_plan = NULL;
 static SPIPlanPtr release_plan = NULL;
-
-/* account name -> small integer, for the per-account concurrency cap */
-static char **group_names = NULL;
-static int	group_count = 0;
-
-static int
-account_group(const char *account)
-{
-	for (int i = 0; i < group_count; i++)
-		if (strcmp(group_names[i], account) == 0)
-			return i;
-	if (group_names == NULL)
-		group_names = MemoryContextAlloc(TopMemoryContext, sizeof(char *) * 64);
-	else if (group_count % 64 == 0)
-		group_names = repalloc(group_names, sizeof(char *) * (group_count + 64));
-	group_names[group_count] = MemoryContextStrdup(TopMemoryContext, account);
-	return group_count++;
-}
 
 const char *
 paygw_outcome_name(PaygwOutcome outcome)
@@ -193,7 +173,7 @@ paygw_reconcile_claim(MemoryContext parent, int max_invoices, int64 run,
 		char	   *order_id;
 		Datum		token;
 
-		item->cxt = cxt;
+		item->check.cxt = cxt;
 		item->invoice_id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
 		token = SPI_getbinval(tuple, desc, 6, &isnull);
 		item->has_lease = !isnull;
@@ -206,13 +186,8 @@ paygw_reconcile_claim(MemoryContext parent, int max_invoices, int64 run,
 		order_id = SPI_getvalue(tuple, desc, 5);
 		item->row_has_payment_id = payment_id != NULL;
 		item->row_has_order_id = order_id != NULL;
-		item->prepared = paygw_call_prepare_batch(&item->call, provider,
-												  payment_id ? payment_id : order_id,
-												  account,
-												  payment_id ? PAYGW_LOOKUP_ID : PAYGW_LOOKUP_ORDER,
-												  accounts, &item->err);
-		if (item->prepared)
-			item->call.request.group = account_group(account);
+		paygw_check_prepare(&item->check, provider, account, payment_id, order_id,
+							accounts);
 		MemoryContextSwitchTo(oldcxt);
 		items[r] = item;
 	}
@@ -223,44 +198,21 @@ paygw_reconcile_claim(MemoryContext parent, int max_invoices, int64 run,
 	return (int) n;
 }
 
-/* Queue an item's request in the pool (a no-op for one that failed to prepare). */
+/*
+ * Queue an item's request in the pool (a no-op for one that failed to
+ * prepare); the pool hands the item back when it is done.
+ */
 void
 paygw_reconcile_start(PaygwHttpPool *pool, PaygwItem *item)
 {
-	if (item->prepared)
-		paygw_http_pool_add(pool, &item->call.request, &item->resp, item->cxt, item);
+	paygw_check_start(pool, &item->check, item);
 }
 
 /* Delete an item and everything it holds (its secrets are wiped). */
 void
 paygw_reconcile_free(PaygwItem *item)
 {
-	MemoryContextDelete(item->cxt);
-}
-
-/* Work out an item's outcome from its response, once. */
-static void
-interpret(PaygwItem *item, PaygwApplyStats *stats)
-{
-	MemoryContext oldcxt;
-
-	if (item->interpreted)
-		return;
-	oldcxt = MemoryContextSwitchTo(item->cxt);
-	if (item->prepared)
-		item->ok = paygw_call_interpret(&item->call, &item->resp, &item->res, &item->err);
-	else
-		item->ok = false;
-	MemoryContextSwitchTo(oldcxt);
-	item->interpreted = true;
-	if (item->ok && !item->res.status_known)
-		ereport(WARNING,
-				errmsg("unrecognized %s status \"%s\" reported as pending",
-					   item->call.provider->name, item->res.provider_status),
-				errdetail("Invoice %lld keeps the gateway's own value in provider_status.",
-						  (long long) item->invoice_id));
-	if (!item->ok)
-		stats->errors_by_kind[item->err.code]++;
+	paygw_check_free(&item->check);
 }
 
 static int
@@ -315,13 +267,6 @@ id_in(int64 id, int64 *ids, int n)
 	return bsearch(&id, ids, n, sizeof(int64), cmp_int64) != NULL;
 }
 
-static Datum
-text_or_null(const char *s, bool *isnull)
-{
-	*isnull = (s == NULL);
-	return s ? CStringGetTextDatum(s) : (Datum) 0;
-}
-
 /*
  * The arguments of paygw.apply_checks for items[0..n-1].  failed: record
  * each as the error "could not be recorded" instead of its real outcome.
@@ -340,20 +285,20 @@ apply_args(PaygwItem **items, int n, bool failed, Datum *values)
 	for (int i = 0; i < n; i++)
 	{
 		PaygwItem  *item = items[i];
-		PaygwStatusResult *res = &item->res;
-		bool		ok = item->ok && !failed;
+		PaygwStatusResult *res = &item->check.res;
+		bool		ok = item->check.ok && !failed;
 
 		cols[0][i] = Int64GetDatum(item->invoice_id);
 		nulls[0][i] = false;
 		cols[1][i] = Int64GetDatum(item->lease_token);
 		nulls[1][i] = !item->has_lease;
-		cols[2][i] = text_or_null(ok ? paygw_status_label(res->status) : NULL, &nulls[2][i]);
-		cols[3][i] = text_or_null(ok ? res->provider_status : NULL, &nulls[3][i]);
-		cols[4][i] = text_or_null(ok ? res->payment_id : NULL, &nulls[4][i]);
-		cols[5][i] = text_or_null(ok ? res->order_id : NULL, &nulls[5][i]);
+		cols[2][i] = paygw_text_or_null(ok ? paygw_status_label(res->status) : NULL, &nulls[2][i]);
+		cols[3][i] = paygw_text_or_null(ok ? res->provider_status : NULL, &nulls[3][i]);
+		cols[4][i] = paygw_text_or_null(ok ? res->payment_id : NULL, &nulls[4][i]);
+		cols[5][i] = paygw_text_or_null(ok ? res->order_id : NULL, &nulls[5][i]);
 		cols[6][i] = ok ? res->amount : (Datum) 0;
 		nulls[6][i] = !ok || res->amount_isnull;
-		cols[7][i] = text_or_null(ok ? res->currency : NULL, &nulls[7][i]);
+		cols[7][i] = paygw_text_or_null(ok ? res->currency : NULL, &nulls[7][i]);
 		cols[8][i] = ok ? JsonbPGetDatum(res->response) : (Datum) 0;
 		nulls[8][i] = !ok;
 		if (ok)
@@ -363,16 +308,18 @@ apply_args(PaygwItem **items, int n, bool failed, Datum *values)
 		}
 		else if (failed)
 		{
-			cols[9][i] = text_or_null("XX000", &nulls[9][i]);
-			cols[10][i] = text_or_null("the outcome of the check could not be recorded; see the server log",
-									   &nulls[10][i]);
+			cols[9][i] = paygw_text_or_null("XX000", &nulls[9][i]);
+			cols[10][i] = paygw_text_or_null("the outcome of the check could not be recorded; see the server log",
+											 &nulls[10][i]);
 		}
 		else
 		{
-			cols[9][i] = text_or_null(unpack_sql_state(paygw_error_sqlstate(item->err.code)), &nulls[9][i]);
-			cols[10][i] = text_or_null(item->err.detail[0]
-									   ? psprintf("%s: %s", item->err.message, item->err.detail)
-									   : item->err.message, &nulls[10][i]);
+			PaygwError *err = &item->check.err;
+
+			cols[9][i] = paygw_text_or_null(unpack_sql_state(paygw_error_sqlstate(err->code)), &nulls[9][i]);
+			cols[10][i] = paygw_text_or_null(err->detail[0]
+											 ? psprintf("%s: %s", err->message, err->detail)
+											 : err->message, &nulls[10][i]);
 		}
 		cols[11][i] = BoolGetDatum(ok && item->learn);
 		nulls[11][i] = false;
@@ -402,6 +349,77 @@ find_item(PaygwItem **items, int n, int64 id)
 	return NULL;
 }
 
+/* One paygw.apply_checks statement run by apply_in_subxact. */
+typedef struct ApplyRun
+{
+	PaygwItem **items;
+	int			n;
+	bool		failed;
+	bool		warn;
+	SPIPlanPtr	plan;
+	Datum	   *values;
+} ApplyRun;
+
+/* Run the statement, setting each item's outcome. */
+static void
+apply_run(void *arg)
+{
+	ApplyRun   *run = (ApplyRun *) arg;
+	PaygwItem **items = run->items;
+	int			n = run->n;
+	int			ret = SPI_execute_plan(run->plan, run->values, NULL, false, 0);
+	TupleDesc	desc;
+
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "paygw.apply_checks failed: %s", SPI_result_code_string(ret));
+	desc = SPI_tuptable->tupdesc;
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[r];
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+		PaygwItem  *item = find_item(items, n, id);
+		char	   *outcome = SPI_getvalue(tuple, desc, 2);
+
+		if (item == NULL || outcome == NULL)
+			elog(ERROR, "paygw.apply_checks returned an invoice it was not given");
+		item->outcome = run->failed ? PAYGW_OUTCOME_FAILED : outcome_from_name(outcome);
+		if (item->outcome == PAYGW_OUTCOME_ANOMALY)
+			ereport(WARNING,
+					errmsg("invoice %lld reported %s by the gateway while %s: transition not applied",
+						   (long long) id, SPI_getvalue(tuple, desc, 4), SPI_getvalue(tuple, desc, 3)),
+					errdetail("The gateway's status is \"%s\"; %s invoices cannot become %s.",
+							  SPI_getvalue(tuple, desc, 5), SPI_getvalue(tuple, desc, 3),
+							  SPI_getvalue(tuple, desc, 4)));
+	}
+	for (int i = 0; i < n; i++)
+		if (items[i]->outcome == PAYGW_OUTCOME_NONE)
+			elog(ERROR, "paygw.apply_checks left invoice %lld out",
+				 (long long) items[i]->invoice_id);
+}
+
+/*
+ * The statement raised edata (and was rolled back): no item has an outcome;
+ * a WARNING when warn, else a line at DEBUG1.
+ */
+static void
+apply_failed(void *arg, ErrorData *edata)
+{
+	ApplyRun   *run = (ApplyRun *) arg;
+
+	for (int i = 0; i < run->n; i++)
+		run->items[i]->outcome = PAYGW_OUTCOME_NONE;
+	if (run->warn)
+		ereport(WARNING,
+				errmsg("could not record the check of invoice %lld: %s",
+					   (long long) run->items[0]->invoice_id, edata->message),
+				errdetail("The invoice will be checked again later."));
+	else
+		ereport(DEBUG1,
+				errmsg_internal("applying a batch of %d checks failed (%s); applying them one by one",
+								run->n, edata->message));
+}
+
 /*
  * Apply items[0..n-1] (rows already locked) in one paygw.apply_checks
  * statement inside a subtransaction, setting each item's outcome.  Returns
@@ -410,89 +428,25 @@ find_item(PaygwItem **items, int n, int64 id)
  * DEBUG1).  Query cancel and shutdown are re-thrown.
  */
 static bool
-apply_in_subxact(PaygwItem **items, int n, bool failed, bool warn,
-				 ResourceOwner oldowner)
+apply_in_subxact(PaygwItem **items, int n, bool failed, bool warn)
 {
 	static Oid	types[APPLY_NARGS] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 		TEXTARRAYOID, TEXTARRAYOID, NUMERICARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
 	TEXTARRAYOID, TEXTARRAYOID, BOOLARRAYOID, FLOAT8OID, FLOAT8OID, FLOAT8OID};
-	MemoryContext cxt = CurrentMemoryContext;
-	SPIPlanPtr	plan;
 	Datum		values[APPLY_NARGS];
-	volatile bool done = false;
+	ApplyRun	run;
 
-	plan = paygw_spi_prepare_once(&apply_plan,
-								  "SELECT * FROM paygw.apply_checks($1, $2, $3::paygw.payment_status[],"
-								  " $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-								  APPLY_NARGS, types);
+	run.items = items;
+	run.n = n;
+	run.failed = failed;
+	run.warn = warn;
+	run.plan = paygw_spi_prepare_once(&apply_plan,
+									  "SELECT * FROM paygw.apply_checks($1, $2, $3::paygw.payment_status[],"
+									  " $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+									  APPLY_NARGS, types);
+	run.values = values;
 	apply_args(items, n, failed, values);
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		int			ret = SPI_execute_plan(plan, values, NULL, false, 0);
-		TupleDesc	desc;
-
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "paygw.apply_checks failed: %s", SPI_result_code_string(ret));
-		desc = SPI_tuptable->tupdesc;
-		for (uint64 r = 0; r < SPI_processed; r++)
-		{
-			HeapTuple	tuple = SPI_tuptable->vals[r];
-			bool		isnull;
-			int64		id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
-			PaygwItem  *item = find_item(items, n, id);
-			char	   *outcome = SPI_getvalue(tuple, desc, 2);
-
-			if (item == NULL || outcome == NULL)
-				elog(ERROR, "paygw.apply_checks returned an invoice it was not given");
-			item->outcome = failed ? PAYGW_OUTCOME_FAILED : outcome_from_name(outcome);
-			if (item->outcome == PAYGW_OUTCOME_ANOMALY)
-				ereport(WARNING,
-						errmsg("invoice %lld reported %s by the gateway while %s: transition not applied",
-							   (long long) id, SPI_getvalue(tuple, desc, 4), SPI_getvalue(tuple, desc, 3)),
-						errdetail("The gateway's status is \"%s\"; %s invoices cannot become %s.",
-								  SPI_getvalue(tuple, desc, 5), SPI_getvalue(tuple, desc, 3),
-								  SPI_getvalue(tuple, desc, 4)));
-		}
-		for (int i = 0; i < n; i++)
-			if (items[i]->outcome == PAYGW_OUTCOME_NONE)
-				elog(ERROR, "paygw.apply_checks left invoice %lld out",
-					 (long long) items[i]->invoice_id);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = oldowner;
-		done = true;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = oldowner;
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
-			ReThrowError(edata);
-		for (int i = 0; i < n; i++)
-			items[i]->outcome = PAYGW_OUTCOME_NONE;
-		if (warn)
-			ereport(WARNING,
-					errmsg("could not record the check of invoice %lld: %s",
-						   (long long) items[0]->invoice_id, edata->message),
-					errdetail("The invoice will be checked again later."));
-		else
-			ereport(DEBUG1,
-					errmsg_internal("applying a batch of %d checks failed (%s); applying them one by one",
-									n, edata->message));
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-	return done;
+	return paygw_run_in_subxact(apply_run, apply_failed, &run);
 }
 
 static void
@@ -572,7 +526,6 @@ paygw_reconcile_apply(PaygwItem **items, int n, PaygwApplyStats *stats)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	MemoryContext applycxt;
-	ResourceOwner oldowner = CurrentResourceOwner;
 	PaygwItem **learners;
 	PaygwItem **others;
 	PaygwItem **locked;
@@ -597,13 +550,16 @@ paygw_reconcile_apply(PaygwItem **items, int n, PaygwApplyStats *stats)
 	for (int i = 0; i < n; i++)
 	{
 		PaygwItem  *item = items[i];
+		PaygwStatusResult *res = &item->check.res;
 
-		interpret(item, stats);
+		if (paygw_check_interpret(&item->check, "Invoice", item->invoice_id) &&
+			!item->check.ok)
+			stats->errors_by_kind[item->check.err.code]++;
 		item->outcome = PAYGW_OUTCOME_NONE;
 		/* the reply names an id the row lacks: learn it if the row is free */
-		item->learn = item->ok &&
-			((!item->row_has_payment_id && item->res.payment_id && item->res.payment_id[0]) ||
-			 (!item->row_has_order_id && item->res.order_id && item->res.order_id[0]));
+		item->learn = item->check.ok &&
+			((!item->row_has_payment_id && res->payment_id && res->payment_id[0]) ||
+			 (!item->row_has_order_id && res->order_id && res->order_id[0]));
 		if (item->learn)
 			learners[nlearners++] = item;
 		else
@@ -644,17 +600,17 @@ paygw_reconcile_apply(PaygwItem **items, int n, PaygwApplyStats *stats)
 
 	/* 2. all locked rows in one statement; 3. one by one if that fails */
 	if (nlocked > 0 &&
-		!apply_in_subxact(locked, nlocked, false, nlocked == 1 && !locked[0]->learn, oldowner))
+		!apply_in_subxact(locked, nlocked, false, nlocked == 1 && !locked[0]->learn))
 	{
 		for (int i = 0; i < nlocked; i++)
 		{
-			if (nlocked > 1 && apply_in_subxact(&locked[i], 1, false, !locked[i]->learn, oldowner))
+			if (nlocked > 1 && apply_in_subxact(&locked[i], 1, false, !locked[i]->learn))
 				continue;
 			/* an id the validation trigger refuses: apply without learning it */
 			if (locked[i]->learn)
 			{
 				locked[i]->learn = false;
-				if (apply_in_subxact(&locked[i], 1, false, true, oldowner))
+				if (apply_in_subxact(&locked[i], 1, false, true))
 					continue;
 			}
 			/*
@@ -662,7 +618,7 @@ paygw_reconcile_apply(PaygwItem **items, int n, PaygwApplyStats *stats)
 			 * as an error instead, so the invoice is rescheduled and its
 			 * lease released rather than claimed again at once, forever.
 			 */
-			if (!apply_in_subxact(&locked[i], 1, true, false, oldowner))
+			if (!apply_in_subxact(&locked[i], 1, true, false))
 			{
 				ereport(WARNING,
 						errmsg("could not record the failure to check invoice %lld either",
@@ -743,15 +699,4 @@ paygw_reconcile_pass(int max_invoices, int64 invoice_id, PaygwApplyStats *stats)
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(passcxt);
 	return n;
-}
-
-/*
- * The pool group of an account's requests (the per-account concurrency
- * cap), for other requests that share the pool with the checks: the
- * worker's webhook probes (probe.c).
- */
-int
-paygw_reconcile_account_group(const char *account)
-{
-	return account_group(account);
 }

@@ -10,7 +10,7 @@
 #ifndef PAYGW_RECONCILE_H
 #define PAYGW_RECONCILE_H
 
-#include "call.h"
+#include "check.h"
 
 /*
  * What applying one item's outcome did.  BUSY: another session holds the row
@@ -30,21 +30,17 @@ typedef enum PaygwOutcome
 	PAYGW_OUTCOME_BUSY
 } PaygwOutcome;
 
-/* One claimed invoice and its check, in its own memory context. */
+/*
+ * One claimed invoice and its check, in the check's memory context.  The
+ * check's outcome is worked out when it is first applied (and kept for a
+ * retry).
+ */
 typedef struct PaygwItem
 {
-	MemoryContext cxt;
+	PaygwCheck	check;
 	int64		invoice_id;
 	int64		lease_token;
 	bool		has_lease;
-	bool		prepared;		/* false: err says why no request was built */
-	PaygwError	err;
-	PaygwCall	call;
-	PaygwHttpResponse resp;
-	/* filled when the outcome is first applied (and kept for a retry) */
-	bool		interpreted;
-	bool		ok;				/* res is valid; else err says why */
-	PaygwStatusResult res;
 	PaygwOutcome outcome;
 	bool		row_has_payment_id; /* the row had these ids when claimed */
 	bool		row_has_order_id;
@@ -78,6 +74,5 @@ extern void paygw_reconcile_free(PaygwItem *item);
 extern int	paygw_reconcile_release(PaygwItem **items, int n, int64 run);
 extern int	paygw_reconcile_pass(int max_invoices, int64 invoice_id,
 								 PaygwApplyStats *stats);
-extern int	paygw_reconcile_account_group(const char *account);
 
 #endif							/* PAYGW_RECONCILE_H */

@@ -3,7 +3,7 @@
  * sqlutil.c
  *		Small helpers the SQL-callable functions share: arguments, result
  *		rows, per-call memory contexts, trigger rows, statements run by key
- *		and arrays passed to them.
+ *		and arrays passed to them, statements run in a subtransaction.
  *
  * Each call runs in its own memory context, deleted before returning; when
  * an error is raised instead, the context goes with the transaction's
@@ -13,6 +13,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -24,6 +25,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "accountcache.h"
@@ -147,4 +149,53 @@ paygw_array_datum(Datum *elems, bool *nulls, int n, Oid elemtype)
 	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
 	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, elemtype,
 											  typlen, typbyval, typalign));
+}
+
+/*
+ * Run body(arg) in a subtransaction of the current transaction.  Returns
+ * true when it completed (the subtransaction is committed into the
+ * transaction); false when it raised an error: the subtransaction is rolled
+ * back, then report(arg, edata) is called with a copy of the error (in the
+ * caller's memory context) to report it (as a WARNING, say) and undo what
+ * body left in arg, and the copy is freed.  Query cancel and shutdown are
+ * re-thrown instead.  On return the caller's memory context and resource
+ * owner are current again.
+ */
+bool
+paygw_run_in_subxact(void (*body) (void *arg),
+					 void (*report) (void *arg, ErrorData *edata),
+					 void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool done = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		body(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		done = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(edata);
+		report(arg, edata);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return done;
 }

@@ -24,5 +24,8 @@ extern SPIPlanPtr paygw_spi_prepare_by_key_once(SPIPlanPtr *plan, const char *sq
 												int nargs, Oid *argtypes);
 extern int	paygw_spi_execute_by_key(SPIPlanPtr plan, Datum *values, const char *nulls);
 extern Datum paygw_array_datum(Datum *elems, bool *nulls, int n, Oid elemtype);
+extern bool paygw_run_in_subxact(void (*body) (void *arg),
+								 void (*report) (void *arg, ErrorData *edata),
+								 void *arg);
 
 #endif							/* PAYGW_SQLUTIL_H */

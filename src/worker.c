@@ -542,7 +542,7 @@ claim_probes(MemoryContext probecxt, PaygwHttpPool *pool, int max, int64 run,
 	/* requests go out only once the leases are committed */
 	for (int i = 0; i < n; i++)
 	{
-		if (claimed[i]->prepared)
+		if (claimed[i]->check.prepared)
 		{
 			paygw_probe_start(pool, claimed[i]);
 			probing[nprobing++] = claimed[i];
@@ -919,7 +919,7 @@ paygw_worker_main(Datum main_arg)
 
 			/* items that could not even be prepared are finished already */
 			for (int i = 0; i < n; i++)
-				if (!claimed[i]->prepared)
+				if (!claimed[i]->check.prepared)
 				{
 					if (nready == 0)
 						first_ready = GetCurrentTimestamp();
