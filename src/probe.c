@@ -16,10 +16,11 @@
  * With confirm => true paygw_webhook() makes the call itself
  * (paygw_probe_now).
  *
- * Each probe lives in its own memory context (PaygwProbe.cxt), deleted once
- * its outcome is recorded; its secrets are wiped with it.  A probe's lease
- * is the run that claimed it: the worker never loses one without ending its
- * run, and the next run takes the rows of any other run over at once.
+ * Each probe lives in its own memory context (PaygwProbe.check.cxt, see
+ * check.c), deleted once its outcome is recorded; its secrets are wiped
+ * with it.  A probe's lease is the run that claimed it: the worker never
+ * loses one without ending its run, and the next run takes the rows of any
+ * other run over at once.
  *
  *-------------------------------------------------------------------------
  */

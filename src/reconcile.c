@@ -7,9 +7,9 @@
  * paygw.apply_checks in the install scripts) run through prepared SPI
  * statements; this file moves rows between them and the HTTP pool.
  *
- * Each claimed invoice lives in its own memory context (PaygwItem.cxt),
- * deleted once its outcome is applied, so a worker that checks a million
- * invoices uses no more memory than one that checked a hundred.
+ * Each claimed invoice lives in its own memory context (PaygwItem.check.cxt,
+ * see check.c), deleted once its outcome is applied, so a worker that checks
+ * a million invoices uses no more memory than one that checked a hundred.
  *
  * Applying a batch:
  *	1. lock its rows FOR NO KEY UPDATE SKIP LOCKED.  A foreign key pointing
