@@ -705,19 +705,40 @@ fill_cmp_order(const void *a, const void *b)
 }
 
 /*
+ * The conflict paygw_track's arrays raise: element k's, what and id as
+ * raise_track_conflict() takes them; k -1: none (yet).
+ */
+typedef struct TrackConflict
+{
+	int			k;
+	const char *what;
+	int64		id;
+} TrackConflict;
+
+/*
  * Note a conflict of element k, keeping the first element (in input order)
  * that has one: with the elements tracked one by one, that is where the
  * first error would be.
  */
 static void
-note_conflict(int *conflict_k, const char **conflict_what, int64 *conflict_id,
-			  int k, const char *what, int64 id)
+note_conflict(TrackConflict *c, int k, const char *what, int64 id)
 {
-	if (*conflict_k < 0 || k < *conflict_k)
+	if (c->k < 0 || k < c->k)
 	{
-		*conflict_k = k;
-		*conflict_what = what;
-		*conflict_id = id;
+		c->k = k;
+		c->what = what;
+		c->id = id;
+	}
+}
+
+/* Raise the conflict noted, if any, in the context of its element. */
+static void
+raise_noted_conflict(const TrackConflict *c, TrackElement *el)
+{
+	if (c->k >= 0)
+	{
+		el->k = c->k;
+		raise_track_conflict(c->what, c->id);
 	}
 }
 
@@ -728,8 +749,7 @@ note_conflict(int *conflict_k, const char **conflict_what, int64 *conflict_id,
  * same id for another invoice, a conflict.  Notes the first such element.
  */
 static void
-check_fills(TrackFill *fills, int nfills,
-			int *conflict_k, const char **conflict_what, int64 *conflict_id)
+check_fills(TrackFill *fills, int nfills, TrackConflict *c)
 {
 	qsort(fills, nfills, sizeof(TrackFill), fill_cmp_id);
 	for (int i = 0; i < nfills;)
@@ -744,13 +764,11 @@ check_fills(TrackFill *fills, int nfills,
 			if (fills[j].payment_id && payment_id == NULL)
 				payment_id = fills[j].payment_id;
 			else if (fills[j].payment_id && strcmp(fills[j].payment_id, payment_id) != 0)
-				note_conflict(conflict_k, conflict_what, conflict_id, fills[j].k,
-							  "gateway id", fills[j].id);
+				note_conflict(c, fills[j].k, "gateway id", fills[j].id);
 			if (fills[j].order_id && order_id == NULL)
 				order_id = fills[j].order_id;
 			else if (fills[j].order_id && strcmp(fills[j].order_id, order_id) != 0)
-				note_conflict(conflict_k, conflict_what, conflict_id, fills[j].k,
-							  "order id", fills[j].id);
+				note_conflict(c, fills[j].k, "order id", fills[j].id);
 		}
 		i = j;
 	}
@@ -758,12 +776,12 @@ check_fills(TrackFill *fills, int nfills,
 	for (int i = 1; i < nfills && fills[i].payment_id; i++)
 		if (strcmp(fills[i].payment_id, fills[i - 1].payment_id) == 0 &&
 			fills[i].id != fills[i - 1].id)
-			note_conflict(conflict_k, conflict_what, conflict_id, fills[i].k, NULL, 0);
+			note_conflict(c, fills[i].k, NULL, 0);
 	qsort(fills, nfills, sizeof(TrackFill), fill_cmp_order);
 	for (int i = 1; i < nfills && fills[i].order_id; i++)
 		if (strcmp(fills[i].order_id, fills[i - 1].order_id) == 0 &&
 			fills[i].id != fills[i - 1].id)
-			note_conflict(conflict_k, conflict_what, conflict_id, fills[i].k, NULL, 0);
+			note_conflict(c, fills[i].k, NULL, 0);
 }
 
 /*
@@ -807,9 +825,7 @@ paygw_track_bulk(PG_FUNCTION_ARGS)
 	int64	   *found;
 	TrackFill  *fills;
 	int			nfills = 0;
-	int			conflict_k = -1;
-	const char *conflict_what = NULL;
-	int64		conflict_id = 0;
+	TrackConflict conflict = {-1, NULL, 0};
 	TrackElement el;
 	ErrorContextCallback errcb;
 	Oid			types[4] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
@@ -942,7 +958,7 @@ paygw_track_bulk(PG_FUNCTION_ARGS)
 		if ((a_null && b_null) || (!a_null && !b_null && a != b))
 		{
 			/* no invoice, or one for each id */
-			note_conflict(&conflict_k, &conflict_what, &conflict_id, k, NULL, 0);
+			note_conflict(&conflict, k, NULL, 0);
 			continue;
 		}
 		if (payment_ids[k] && a_null)
@@ -952,7 +968,7 @@ paygw_track_bulk(PG_FUNCTION_ARGS)
 			if (have_payment == NULL)
 				fill_payment = payment_ids[k];
 			else if (strcmp(have_payment, payment_ids[k]) != 0)
-				note_conflict(&conflict_k, &conflict_what, &conflict_id, k, "gateway id", id);
+				note_conflict(&conflict, k, "gateway id", id);
 		}
 		if (order_ids[k] && b_null)
 		{
@@ -961,7 +977,7 @@ paygw_track_bulk(PG_FUNCTION_ARGS)
 			if (have_order == NULL)
 				fill_order = order_ids[k];
 			else if (strcmp(have_order, order_ids[k]) != 0)
-				note_conflict(&conflict_k, &conflict_what, &conflict_id, k, "order id", id);
+				note_conflict(&conflict, k, "order id", id);
 		}
 		if (fill_payment || fill_order)
 		{
@@ -973,12 +989,8 @@ paygw_track_bulk(PG_FUNCTION_ARGS)
 		}
 	}
 	if (nfills > 1)
-		check_fills(fills, nfills, &conflict_k, &conflict_what, &conflict_id);
-	if (conflict_k >= 0)
-	{
-		el.k = conflict_k;
-		raise_track_conflict(conflict_what, conflict_id);
-	}
+		check_fills(fills, nfills, &conflict);
+	raise_noted_conflict(&conflict, &el);
 
 	/*
 	 * 3. Fill in the ids invoices lack, one UPDATE for all; an invoice that
@@ -1042,19 +1054,15 @@ paygw_track_bulk(PG_FUNCTION_ARGS)
 			want = &rows[i];
 			filled[i] = true;
 			if (want->payment_id && (!have_payment || strcmp(have_payment, want->payment_id) != 0))
-				note_conflict(&conflict_k, &conflict_what, &conflict_id, want->k, "gateway id", want->id);
+				note_conflict(&conflict, want->k, "gateway id", want->id);
 			else if (want->order_id && (!have_order || strcmp(have_order, want->order_id) != 0))
-				note_conflict(&conflict_k, &conflict_what, &conflict_id, want->k, "order id", want->id);
+				note_conflict(&conflict, want->k, "order id", want->id);
 		}
 		/* gone meanwhile */
 		for (int i = 0; i < nrows; i++)
 			if (!filled[i])
-				note_conflict(&conflict_k, &conflict_what, &conflict_id, rows[i].k, NULL, 0);
-		if (conflict_k >= 0)
-		{
-			el.k = conflict_k;
-			raise_track_conflict(conflict_what, conflict_id);
-		}
+				note_conflict(&conflict, rows[i].k, NULL, 0);
+		raise_noted_conflict(&conflict, &el);
 	}
 	SPI_finish();
 	error_context_stack = errcb.previous;
