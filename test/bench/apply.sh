@@ -42,8 +42,8 @@ SELECT 'okepay', 'bench', (1000000 + i)::text, now() + interval '1 day'
   FROM generate_series(1, 200000) i;
 VACUUM ANALYZE paygw.invoices;
 SQL
-original=$(mktemp)
-trap 'rm -f "$original"' EXIT
+# (in the work directory, which lib.sh's exit trap removes with the cluster)
+original=$PAYGW_WORKDIR/apply_checks.sql
 { psql -X -q -At -c "SELECT pg_get_functiondef('paygw.apply_checks'::regproc)"; echo ';'; } > "$original"
 
 # one timed run: prints microseconds per invoice
